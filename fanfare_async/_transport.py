@@ -1,0 +1,254 @@
+"""HTTP transport: one pooled aiohttp session, retries, limits, and error translation.
+
+Every aiohttp exception is translated here, once, into the fanfare_async
+tree; nothing above this module sees an ``aiohttp`` error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDictProxy
+from yarl import URL
+
+from . import __about__
+from ._api_errors import build_api_error
+from ._config import TransportConfig
+from ._exceptions import (
+    APIError,
+    FanfareClientClosedError,
+    FanfareDecodeError,
+    FanfareError,
+    FanfareTimeoutError,
+    RateLimitError,
+    TransportError,
+)
+from ._ratelimit import RateLimiter
+from ._retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
+
+logger = logging.getLogger("fanfare_async")
+
+#: Error bodies are read for their message only; more than this is not needed.
+MAX_ERROR_BODY_BYTES = 64 * 1024
+
+_METHOD = "GET"
+
+
+@dataclass(frozen=True, slots=True)
+class Fetched:
+    """A successful response: its body and its ``Date`` header (raw, parsed lazily)."""
+
+    body: bytes
+    date: str | None
+
+
+@contextmanager
+def _translate_errors(url: str) -> Iterator[None]:
+    """Map aiohttp / OS exceptions to TransportError or FanfareTimeoutError, once."""
+    try:
+        yield
+    except FanfareError:
+        raise
+    except (asyncio.TimeoutError, TimeoutError) as exc:  # aiohttp timeouts subclass these
+        raise FanfareTimeoutError(f"{_METHOD} {url} timed out") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TransportError(f"{_METHOD} {url}: response body cut short ({exc})") from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise TransportError(f"{_METHOD} {url}: TLS certificate rejected") from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise TransportError(f"{_METHOD} {url}: cannot connect ({exc.os_error})") from exc
+    except aiohttp.ClientResponseError as exc:
+        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        detail = str(exc) or type(exc).__name__
+        raise TransportError(f"{_METHOD} {url}: connection failed ({detail})") from exc
+
+
+def _is_retryable_transport_error(exc: TransportError) -> bool:
+    return not isinstance(exc.__cause__, aiohttp.ClientConnectorCertificateError)
+
+
+class Transport:
+    """Sends ``GET /audiences/groups/{segment}`` with retries and the client's rate limit."""
+
+    def __init__(
+        self,
+        config: TransportConfig,
+        *,
+        secret_key: str,
+        limiter: RateLimiter,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self._config = config
+        self._limiter = limiter
+        self._session = session
+        self._owns_session = session is None
+        self._closed = False
+        self._prefix = str(config.base_url) + "/audiences/groups/"
+        self._headers = {
+            "Authorization": f"Bearer {secret_key}",
+            "Accept": "application/json",
+            "User-Agent": f"fanfare-async/{__about__.__version__} aiohttp/{aiohttp.__version__}",
+        }
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`aclose` ran."""
+        return self._closed
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._closed:
+            raise FanfareClientClosedError("the client is closed")
+        session = self._session
+        if session is None:
+            config = self._config
+            connector = aiohttp.TCPConnector(
+                limit=config.max_connections,
+                limit_per_host=config.max_connections,
+                ttl_dns_cache=300,
+            )
+            session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=config.timeout,
+                raise_for_status=False,
+                trust_env=False,
+            )
+            self._session = session
+        elif session.closed:
+            raise FanfareClientClosedError("the aiohttp session passed to the client is closed")
+        return session
+
+    async def aclose(self) -> None:
+        """Close the session if the client created it; idempotent."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None and self._owns_session and not session.closed:
+            await session.close()
+
+    def url_for(self, segment: str) -> str:
+        """The full URL for an already-encoded path segment."""
+        return self._prefix + segment
+
+    async def fetch(self, segment: str) -> Fetched:
+        """GET the group at ``segment`` (already percent-encoded), retrying what is transient."""
+        url = self._prefix + segment
+        request_url = URL(url, encoded=True)
+        max_retries = self._config.max_retries
+        attempt = 0
+        while True:
+            session = self._get_session()
+            await self._limiter.acquire(self._config.max_retry_wait)
+            try:
+                return await self._attempt(session, request_url, url)
+            except TransportError as exc:
+                if not _is_retryable_transport_error(exc) or attempt >= max_retries:
+                    raise
+                delay = backoff_delay(attempt)
+                logger.debug(
+                    "%s %s failed (%s); retry %d in %.2fs", _METHOD, url, exc, attempt + 1, delay
+                )
+            except APIError as exc:
+                if exc.status_code not in RETRYABLE_STATUSES or attempt >= max_retries:
+                    raise
+                retry_after = _retry_after_of(exc)
+                if retry_after is not None and retry_after > self._config.max_retry_wait:
+                    if isinstance(exc, RateLimitError):
+                        raise
+                    raise _too_long_wait(exc, retry_after) from exc
+                delay = retry_after if retry_after is not None else backoff_delay(attempt)
+                logger.debug(
+                    "%s %s -> %d; retry %d in %.2fs",
+                    _METHOD,
+                    url,
+                    exc.status_code,
+                    attempt + 1,
+                    delay,
+                )
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _attempt(self, session: aiohttp.ClientSession, request_url: URL, url: str) -> Fetched:
+        with _translate_errors(url):
+            async with session.get(
+                request_url,
+                headers=self._headers,
+                allow_redirects=False,
+                timeout=self._config.timeout,
+            ) as response:
+                status = response.status
+                headers = response.headers
+                if 200 <= status < 300:
+                    self._limiter.observe(status, headers, None)
+                    body = await self._read_body(response, url, self._config.max_response_bytes)
+                    logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
+                    return Fetched(body, headers.get("Date"))
+                retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
+                self._limiter.observe(status, headers, retry_after)
+                body = await self._read_body(response, url, MAX_ERROR_BODY_BYTES, truncate=True)
+                logger.debug("%s %s -> %d", _METHOD, url, status)
+                raise build_api_error(
+                    status=status,
+                    reason=response.reason,
+                    headers=CIMultiDictProxy(headers.copy()),
+                    body=body,
+                    method=_METHOD,
+                    url=url,
+                    retry_after=retry_after,
+                )
+
+    @staticmethod
+    async def _read_body(
+        response: aiohttp.ClientResponse, url: str, limit: int, *, truncate: bool = False
+    ) -> bytes:
+        """Read at most ``limit`` bytes; more is refused (or cut, for error bodies)."""
+        length = response.content_length
+        if length is not None and length > limit and not truncate:
+            raise _too_large(url, limit, length)
+        if length is not None and length <= limit and "Content-Encoding" not in response.headers:
+            return await response.read()
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(256 * 1024):
+            size += len(chunk)
+            if size > limit:
+                if truncate:
+                    chunks.append(chunk[: limit - (size - len(chunk))])
+                    break
+                raise _too_large(url, limit, None)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(url: str, limit: int, length: int | None) -> FanfareDecodeError:
+    size = f"{length} bytes" if length is not None else "more"
+    return FanfareDecodeError(
+        f"{_METHOD} {url}: response body is {size}, over max_response_bytes={limit}; refused"
+    )
+
+
+def _retry_after_of(exc: APIError) -> float | None:
+    if isinstance(exc, RateLimitError):
+        return exc.retry_after
+    return parse_retry_after(exc.headers.get("Retry-After"), now=time.time())
+
+
+def _too_long_wait(exc: APIError, retry_after: float) -> RateLimitError:
+    return RateLimitError(
+        f"server asked to wait {retry_after:.0f}s, longer than max_retry_wait: {exc.message}",
+        retry_after=retry_after,
+        status_code=exc.status_code,
+        error=exc.error,
+        code=exc.code,
+        details=exc.details,
+        body=exc.body,
+        headers=exc.headers,
+        request_id=exc.request_id,
+        method=exc.method,
+        url=exc.url,
+    )
