@@ -5,6 +5,7 @@
 """
 
 from .__about__ import __version__ as __version__
+from ._cache import CacheStats as CacheStats
 from ._client import FanfareClient as FanfareClient
 from ._config import RateLimit as RateLimit
 from ._exceptions import APIError as APIError
@@ -41,6 +42,7 @@ __all__ = [
     "AudienceType",
     "AuthenticationError",
     "BadRequestError",
+    "CacheStats",
     "ConflictError",
     "FanfareClient",
     "FanfareClientClosedError",

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import functools
+import logging
+import time
 import uuid
 from types import TracebackType
 
 import aiohttp
 
+from ._cache import CacheStats, Clock, Entry, GroupCache
 from ._config import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_MAX_CONNECTIONS,
@@ -29,11 +33,22 @@ from ._config import (
     resolve_secret_key,
     secret_hint,
 )
-from ._exceptions import FanfareClientClosedError, FanfareDecodeError
+from ._exceptions import (
+    APIError,
+    FanfareClientClosedError,
+    FanfareDecodeError,
+    FanfareError,
+    NotFoundError,
+    TransportError,
+)
+from ._expiry import group_ttl
 from ._ids import canonical_group_id, encode_path_segment
 from ._models import Audience, decode_group_audiences
 from ._ratelimit import RateLimiter, RateLimitState
+from ._retry import parse_http_date
 from ._transport import Transport
+
+logger = logging.getLogger("fanfare_async")
 
 
 def _cancelling() -> bool:
@@ -70,6 +85,7 @@ class FanfareClient:
         stale_if_error: float = DEFAULT_STALE_IF_ERROR,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        clock: Clock | None = None,
     ) -> None:
         key = resolve_secret_key(secret_key)
         self._key_hint = secret_hint(key)
@@ -100,7 +116,12 @@ class FanfareClient:
         self._transport = Transport(
             transport_config, secret_key=key, limiter=self._limiter, session=session
         )
-        self._inflight: dict[str, asyncio.Task[list[Audience]]] = {}
+        self._clock: Clock = time.monotonic if clock is None else clock
+        self._cache = GroupCache(self._cache_config, clock=self._clock)
+        self._entries = self._cache.entries
+        self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
+        self._tasks: set[asyncio.Task[_Fetched]] = set()
+        self._epoch = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -141,35 +162,100 @@ class FanfareClient:
         if self._closed:
             return
         self._closed = True
-        tasks = list(self._inflight.values())
+        self._cache.clear()  # hits must not outlive the client
+        tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._transport.aclose()
 
+    @property
+    def cache_stats(self) -> CacheStats:
+        """Counters of the cache: hits, misses, coalesced, stale_served, evictions, ..."""
+        return self._cache.stats()
+
+    async def invalidate(self, group_id: str | uuid.UUID) -> None:
+        """Drop one group from the cache; a fetch already in flight will not store it."""
+        key = canonical_group_id(group_id)
+        self._epoch += 1
+        self._inflight.pop(key, None)
+        self._cache.invalidate(key)
+
+    async def clear_cache(self) -> None:
+        """Drop every cached group (the counters are kept)."""
+        self._epoch += 1
+        self._inflight.clear()
+        self._cache.clear()
+
     async def get_group_audiences(
         self, group_id: str | uuid.UUID, *, use_cache: bool = True
     ) -> list[Audience]:
-        """The audiences of one group; each call returns its own list.
+        """The audiences of one group, from the cache when fresh; each call returns its own list.
+
+        ``use_cache=False`` skips reading the cache but still stores the answer.
 
         Raises:
             TypeError: ``group_id`` is not a ``str`` or ``uuid.UUID``.
             InvalidGroupIdError: the id is empty, too long or has control characters.
             FanfareError: any failure talking to the API (see the error tree).
         """
+        # The hit path: one dict lookup and one clock read. Only canonical ids are
+        # keys, so a found key needs no validation; anything else takes _lookup.
+        if use_cache:
+            try:
+                entry = self._entries.get(group_id)  # type: ignore[arg-type]
+            except TypeError:  # unhashable: _lookup raises the proper TypeError
+                entry = None
+            if entry is not None and entry.not_found is None:
+                now = self._clock()
+                if now < entry.expires:
+                    cache = self._cache
+                    cache.hits += 1
+                    cache.recent[group_id] = now  # type: ignore[index]
+                    return list(entry.audiences)
+        return await self._lookup(group_id, use_cache)
+
+    async def _lookup(self, group_id: str | uuid.UUID, use_cache: bool) -> list[Audience]:
         key = canonical_group_id(group_id)
         self._check_open()
-        return list(await self._fetch_shared(key))
-
-    async def _fetch_shared(self, key: str) -> list[Audience]:
-        """Single-flight: callers of one key share one fetch task, which a
-        cancelled caller never cancels."""
+        cache = self._cache
+        if not use_cache:
+            return list((await self._await_fetch(self._start_fetch(key))).audiences)
+        entry = cache.entries.get(key)
+        now = self._clock()
+        if entry is not None and now < entry.expires:
+            cache.record_hit(key, now)
+            if entry.not_found is not None:
+                raise copy.copy(entry.not_found)
+            return list(entry.audiences)
         task = self._inflight.get(key)
         if task is None:
-            task = asyncio.get_running_loop().create_task(self._fetch(key))
+            cache.misses += 1
+            task = self._start_fetch(key)
             self._inflight[key] = task
-            task.add_done_callback(functools.partial(self._fetch_done, key))
+        else:
+            cache.coalesced += 1
+        result = await self._await_fetch(task)
+        if result.stale:
+            cache.stale_served += 1
+        return list(result.audiences)
+
+    def _start_fetch(self, key: str) -> asyncio.Task[_Fetched]:
+        task = asyncio.get_running_loop().create_task(self._fetch(key, self._epoch))
+        self._tasks.add(task)
+        task.add_done_callback(functools.partial(self._fetch_done, key))
+        return task
+
+    def _fetch_done(self, key: str, task: asyncio.Task[_Fetched]) -> None:
+        self._tasks.discard(task)
+        if self._inflight.get(key) is task:
+            del self._inflight[key]
+        if not task.cancelled():
+            task.exception()  # mark retrieved: every waiter may have gone
+
+    async def _await_fetch(self, task: asyncio.Task[_Fetched]) -> _Fetched:
+        """Wait for a shared fetch; cancelling this waiter never cancels the fetch."""
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -179,18 +265,65 @@ class FanfareClient:
                 ) from None
             raise
 
-    def _fetch_done(self, key: str, task: asyncio.Task[list[Audience]]) -> None:
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: waiters may all have gone
-
-    async def _fetch(self, key: str) -> list[Audience]:
+    async def _fetch(self, key: str, epoch: int) -> _Fetched:
+        """One request for ``key``; stores what it learns unless the cache was
+        invalidated meanwhile."""
+        cache = self._cache
+        config = self._cache_config
         segment = encode_path_segment(key)
-        fetched = await self._transport.fetch(segment)
         try:
-            return decode_group_audiences(fetched.body)
+            fetched = await self._transport.fetch(segment)
+        except NotFoundError as exc:
+            if config.negative_ttl > 0 and epoch == self._epoch:
+                cache.store(key, Entry((), self._clock() + config.negative_ttl, exc))
+            raise
+        except FanfareError as exc:
+            stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
+            if stale is None:
+                raise
+            logger.debug("serving stale %s after %s", key, type(exc).__name__)
+            return _Fetched(stale.audiences, stale=True)
+        arrived = self._clock()
+        try:
+            audiences = tuple(decode_group_audiences(fetched.body))
         except FanfareDecodeError as exc:
             raise FanfareDecodeError(
                 f"GET {self._transport.url_for(segment)}: {exc}", path=exc.path
             ) from exc
+        if epoch == self._epoch:
+            ttl = group_ttl(
+                audiences,
+                now=_server_now(audiences, fetched.date),
+                default_ttl=config.default_ttl,
+                min_ttl=config.min_ttl,
+                max_ttl=config.max_ttl,
+            )
+            cache.store(key, Entry(audiences, arrived + ttl))
+        return _Fetched(audiences, stale=False)
+
+
+class _Fetched:
+    """What a fetch task hands its waiters."""
+
+    __slots__ = ("audiences", "stale")
+
+    def __init__(self, audiences: tuple[Audience, ...], *, stale: bool) -> None:
+        self.audiences = audiences
+        self.stale = stale
+
+
+def _is_transient(exc: FanfareError) -> bool:
+    """Failures that stale_if_error may paper over: connection, timeout, 408, 429, 5xx."""
+    if isinstance(exc, TransportError):
+        return True
+    return isinstance(exc, APIError) and (exc.status_code in (408, 429) or exc.status_code >= 500)
+
+
+def _server_now(audiences: tuple[Audience, ...], date: str | None) -> float:
+    """Server time from the Date header, else the local wall clock; only parsed when an
+    audience's expiry depends on it."""
+    if any(a.last_refreshed_at is not None for a in audiences):
+        server = parse_http_date(date)
+        if server is not None:
+            return server
+    return time.time()

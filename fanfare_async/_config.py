@@ -34,6 +34,15 @@ BACKOFF_BASE = 0.5
 BACKOFF_MAX = 8.0
 
 
+def _is_positive_number(value: object) -> bool:
+    return (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
 @dataclass(frozen=True)
 class RateLimit:
     """A client-side request budget: ``requests`` per ``period`` seconds.
@@ -71,15 +80,6 @@ class RateLimit:
 
 #: Fanfare's documented limit for the Admin API: 1000 requests per minute per organization.
 DEFAULT_RATE_LIMIT = RateLimit(1000, 60.0)
-
-
-def _is_positive_number(value: object) -> bool:
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
-    )
 
 
 def _non_negative(name: str, value: object) -> float:

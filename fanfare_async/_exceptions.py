@@ -49,6 +49,18 @@ __all__ = [
 class FanfareError(Exception):
     """Base class of every error raised by fanfare_async."""
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructor fields live in __dict__: rebuild without __init__
+        # so errors survive copy.copy() and pickling.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[FanfareError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class FanfareConfigError(FanfareError):
     """The client was configured wrongly (missing secret key, bad URL, bad option)."""

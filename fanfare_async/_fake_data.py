@@ -7,7 +7,6 @@ the same Python version. Used by :mod:`fanfare_async.testing`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import random
 import re
@@ -164,7 +163,7 @@ def _date(ts: float, rng: random.Random) -> str:
 def _user(rng: random.Random) -> str:
     if rng.random() < 0.1:
         return "system"
-    return "user_" + base64.b32encode(rng.getrandbits(120).to_bytes(15, "big")).decode("ascii")
+    return f"user_{rng.getrandbits(96):024x}"
 
 
 def _sentence(rng: random.Random, length: int) -> str:

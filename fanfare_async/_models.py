@@ -233,11 +233,11 @@ def _thaw(value: JSONValue) -> JSONValue:
 def _dec_hook(type_: type, obj: Any) -> Any:
     if type_ is FrozenArray:
         if not isinstance(obj, list):
-            raise msgspec.ValidationError(f"Expected `array`, got `{type(obj).__name__}`")
+            raise ValueError(f"Expected `array`, got `{type(obj).__name__}`")
         return FrozenArray(_freeze(v) for v in obj)
     if type_ is FrozenObject:
         if not isinstance(obj, dict):
-            raise msgspec.ValidationError(f"Expected `object`, got `{type(obj).__name__}`")
+            raise ValueError(f"Expected `object`, got `{type(obj).__name__}`")
         return _freeze(obj)
     raise NotImplementedError(type_)  # pragma: no cover - no other custom types
 
@@ -299,7 +299,8 @@ def _mark_naive_as_utc(audiences: list[Any]) -> bool:
         if not isinstance(audience, dict):
             continue
         changed |= _fix_fields(audience, _AUDIENCE_DATETIMES)
-        for item in audience.get("imports") or ():
+        imports = audience.get("imports")
+        for item in imports if isinstance(imports, list) else ():
             changed |= _fix_fields(item, _IMPORT_DATETIMES)
         changed |= _fix_fields(audience.get("primarySyncSource"), _SYNC_DATETIMES)
     return changed
@@ -322,14 +323,16 @@ _MISSING_FIELD = re.compile(r"missing required field `([^`]+)`")
 
 
 def _decode_error(exc: msgspec.ValidationError) -> FanfareDecodeError:
-    message = str(exc)
-    match = _PATH_IN_MESSAGE.search(message)
+    text = str(exc)
+    match = _PATH_IN_MESSAGE.search(text)
     path = match.group(1) if match else "$"
-    if not match:
-        message = f"{message} - at `$`"
-    missing = _MISSING_FIELD.search(message)
+    if match:
+        text = text[: match.start()]
+    missing = _MISSING_FIELD.search(text)
     if missing:
         path = f"{path}.{missing.group(1)}"
-    err = FanfareDecodeError(f"response body is not the documented shape: {message}", path=path)
+    err = FanfareDecodeError(
+        f"response body is not the documented shape: {text} - at `{path}`", path=path
+    )
     err.__cause__ = exc
     return err

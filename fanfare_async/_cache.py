@@ -1,0 +1,178 @@
+"""The in-process group cache: cachetools TLRU bookkeeping plus a flat read path.
+
+``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
+bound, least-recently-used eviction, and removal once an entry is past any
+use (its freshness deadline plus the ``stale_if_error`` window). Reads on the
+request path do not go through it: a plain dict mirrors its entries, so a hit
+is one dict lookup and one clock comparison. Hits are remembered in a
+recency dict and replayed into the TLRU order before anything is inserted, so
+eviction stays exactly least-recently-used.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cachetools import TLRUCache
+
+from ._config import CacheConfig
+from ._exceptions import NotFoundError
+from ._models import Audience
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """Counters of the client's cache since it was created (a snapshot)."""
+
+    hits: int
+    misses: int
+    coalesced: int
+    stale_served: int
+    evictions: int
+    expirations: int
+    size: int
+    maxsize: int
+
+
+class Entry:
+    """A cached group: audiences (or a 404) and the monotonic time it stops being fresh."""
+
+    __slots__ = ("audiences", "expires", "not_found")
+
+    def __init__(
+        self,
+        audiences: tuple[Audience, ...],
+        expires: float,
+        not_found: NotFoundError | None = None,
+    ) -> None:
+        self.audiences = audiences
+        self.expires = expires
+        self.not_found = not_found
+
+
+class _Lifetimes(TLRUCache[str, Entry]):
+    """TLRUCache that reports expirations and evictions to its owner."""
+
+    def __init__(self, owner: GroupCache, maxsize: int, timer: Clock) -> None:
+        super().__init__(maxsize, owner.time_to_use, timer=timer)
+        self._owner = owner
+
+    def expire(self, time: float | None = None) -> list[tuple[str, Entry]]:
+        expired: list[tuple[str, Entry]] = list(super().expire(time))
+        if expired:
+            self._owner.forget(expired, evicted=False)
+        return expired
+
+    def popitem(self) -> tuple[str, Entry]:
+        item: tuple[str, Entry] = super().popitem()
+        self._owner.forget([item], evicted=True)
+        return item
+
+
+class GroupCache:
+    """Entries by canonical group id, with the counters of :class:`CacheStats`.
+
+    ``entries`` is the read path's dict; callers check ``Entry.expires``
+    against ``clock()`` themselves and call :meth:`record_hit` on a hit.
+    """
+
+    def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
+        self.config = config
+        self.clock = clock
+        self.entries: dict[str, Entry] = {}
+        self.recent: dict[str, float] = {}
+        self.hits = 0
+        self.misses = 0
+        self.coalesced = 0
+        self.stale_served = 0
+        self.evictions = 0
+        self.expirations = 0
+        self._lifetimes = _Lifetimes(self, max(config.maxsize, 1), clock)
+
+    def time_to_use(self, key: str, entry: Entry, now: float) -> float:
+        """cachetools' time-to-use: keep an entry through its stale window."""
+        if entry.not_found is not None:
+            return entry.expires
+        return entry.expires + self.config.stale_if_error
+
+    def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
+        """Drop entries that cachetools removed from the read path."""
+        for key, entry in items:
+            if self.entries.get(key) is entry:
+                del self.entries[key]
+            self.recent.pop(key, None)
+        if evicted:
+            self.evictions += len(items)
+        else:
+            self.expirations += len(items)
+
+    def record_hit(self, key: str, now: float) -> None:
+        """Count a hit served from ``entries`` and remember when, for LRU order."""
+        self.hits += 1
+        self.recent[key] = now
+
+    def _replay_recency(self) -> None:
+        """Move keys hit since the last insert to the TLRU's recent end, oldest hit first."""
+        if not self.recent:
+            return
+        lifetimes = self._lifetimes
+        for key in sorted(self.recent, key=self.recent.__getitem__):
+            lifetimes.get(key)  # a TLRUCache read moves the key to the most-recent end
+        self.recent.clear()
+
+    def store(self, key: str, entry: Entry) -> None:
+        """Insert or replace an entry (a no-op when ``cache_maxsize`` is 0)."""
+        if self.config.maxsize == 0:
+            return
+        self._replay_recency()
+        now = self.clock()
+        self._lifetimes.expire(now)
+        previous = self.entries.get(key)
+        if previous is not None and previous.expires <= now:
+            self.expirations += 1  # replaced while inside its stale window
+        self.entries[key] = entry
+        self._lifetimes[key] = entry
+        if self._lifetimes.get(key) is not entry:  # expired on arrival (a zero TTL)
+            self.entries.pop(key, None)
+
+    def stale(self, key: str, now: float) -> Entry | None:
+        """The expired entry for ``key`` if it is still inside its stale window."""
+        entry = self.entries.get(key)
+        window = self.config.stale_if_error
+        if (
+            entry is None
+            or entry.not_found is not None
+            or window <= 0
+            or not entry.expires <= now < entry.expires + window
+        ):
+            return None
+        return entry
+
+    def invalidate(self, key: str) -> None:
+        """Forget one group."""
+        self.entries.pop(key, None)
+        self.recent.pop(key, None)
+        self._lifetimes.pop(key, None)
+
+    def clear(self) -> None:
+        """Forget every group (counters are kept)."""
+        self.entries.clear()
+        self.recent.clear()
+        self._lifetimes.clear()
+
+    def stats(self) -> CacheStats:
+        """A snapshot of the counters."""
+        return CacheStats(
+            hits=self.hits,
+            misses=self.misses,
+            coalesced=self.coalesced,
+            stale_served=self.stale_served,
+            evictions=self.evictions,
+            expirations=self.expirations,
+            size=len(self.entries),
+            maxsize=self.config.maxsize,
+        )

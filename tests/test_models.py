@@ -1,0 +1,260 @@
+"""Decoding the group-audiences body into frozen msgspec models."""
+
+from __future__ import annotations
+
+import gc
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fanfare_async import (
+    Audience,
+    AudienceImport,
+    AudienceRule,
+    AudienceType,
+    FanfareDecodeError,
+    GroupType,
+    ImportRowError,
+    SyncSource,
+    SyncStatus,
+    decode_group_audiences,
+)
+
+EXAMPLE = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
+UTC = timezone.utc
+
+
+def example() -> list[dict[str, Any]]:
+    """A fresh, mutable copy of the endpoint page's example body."""
+    data: list[dict[str, Any]] = json.loads(EXAMPLE)
+    return data
+
+
+def encode(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def test_page_example_decodes_verbatim() -> None:
+    """The page's example body, byte for byte, decodes; its missing `type` is None."""
+    [audience] = decode_group_audiences(EXAMPLE)
+    assert isinstance(audience, Audience)
+    assert audience.type is None
+    assert audience.id == "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    assert audience.archived is True
+    assert audience.created_at == datetime(2023, 11, 7, 5, 31, 56, tzinfo=UTC)
+    assert audience.refresh_interval_seconds == 123.0
+    assert audience.last_refreshed_at == datetime(2023, 11, 7, 5, 31, 56, tzinfo=UTC)
+    [imp] = audience.imports
+    assert isinstance(imp, AudienceImport)
+    assert imp.s3_key == "<string>"
+    assert imp.error_count == 123
+    assert imp.errors == (ImportRowError(row=123, issues=("<unknown>",)),)
+    [rule] = audience.rules
+    assert isinstance(rule, AudienceRule)
+    assert rule.values == ("<string>",)
+    assert rule.position == 0
+    source = audience.primary_sync_source
+    assert isinstance(source, SyncSource)
+    assert source.sync_status is SyncStatus.PENDING
+    assert source.source_data == {}
+    assert audience.metadata == {}
+
+
+def test_nested_collections_are_tuples_and_models_frozen() -> None:
+    """Nothing reachable from an Audience can be mutated in place."""
+    data = example()
+    data[0]["metadata"] = {"tags": ["a", {"deep": 1}], "n": {"x": 1}}
+    [audience] = decode_group_audiences(encode(data))
+    assert isinstance(audience.imports, tuple)
+    assert isinstance(audience.rules, tuple)
+    with pytest.raises(AttributeError):
+        audience.name = "changed"  # type: ignore[misc]
+    assert audience.metadata is not None
+    with pytest.raises(TypeError):
+        audience.metadata["n"] = 2  # type: ignore[index]
+    tags = audience.metadata["tags"]
+    assert tags == ("a", {"deep": 1})
+    with pytest.raises(TypeError):
+        tags[1]["deep"] = 2
+    assert audience.metadata.to_dict() == {"tags": ["a", {"deep": 1}], "n": {"x": 1}}
+
+
+def test_known_enum_values_are_members() -> None:
+    """Documented enum values decode to the enum members and compare with strings."""
+    data = example()
+    data[0]["type"] = "DYNAMIC"
+    data[0]["groupType"] = "RFM"
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.type is AudienceType.DYNAMIC
+    assert audience.type == "DYNAMIC"
+    assert audience.group_type is GroupType.RFM
+
+
+def test_unknown_enum_values_and_fields_are_kept_not_fatal() -> None:
+    """The API may grow: new enum values keep their raw string, new fields are ignored."""
+    data = example()
+    data[0]["type"] = "SMART_LIST"
+    data[0]["groupType"] = "COHORT"
+    data[0]["primarySyncSource"]["syncStatus"] = "SYNCING"
+    data[0]["version"] = 7
+    data[0]["imports"][0]["brandNew"] = {"x": [1]}
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.type == "SMART_LIST"
+    assert isinstance(audience.type, AudienceType)
+    assert audience.type.value == "SMART_LIST"
+    assert audience.group_type == "COHORT"
+    assert audience.primary_sync_source is not None
+    assert audience.primary_sync_source.sync_status == "SYNCING"
+
+
+def test_date_without_offset_is_utc() -> None:
+    """A naive date-time is read as UTC, everywhere date-times appear."""
+    text = EXAMPLE.replace(b'"2023-11-07T05:31:56Z"', b'"2023-11-07T05:31:56"')
+    [audience] = decode_group_audiences(text)
+    expected = datetime(2023, 11, 7, 5, 31, 56, tzinfo=UTC)
+    assert audience.created_at == expected
+    assert audience.created_at.tzinfo is not None
+    assert audience.imports[0].updated_at == expected
+    assert audience.primary_sync_source is not None
+    assert audience.primary_sync_source.last_synced_at == expected
+    assert audience.metadata == {}
+
+
+def test_offsets_are_kept() -> None:
+    """An explicit offset is preserved."""
+    data = example()
+    data[0]["createdAt"] = "2023-11-07T07:31:56+02:00"
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.created_at == datetime(2023, 11, 7, 5, 31, 56, tzinfo=UTC)
+    assert audience.created_at.utcoffset() is not None
+
+
+def test_numbers_in_rule_values_and_float_intervals() -> None:
+    """Rule values may be numbers; refreshIntervalSeconds may be fractional."""
+    data = example()
+    data[0]["rules"][0]["values"] = ["a", 1, 2.5]
+    data[0]["refreshIntervalSeconds"] = 90.5
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.rules[0].values == ("a", 1, 2.5)
+    assert audience.refresh_interval_seconds == 90.5
+
+
+def test_empty_list_and_nulls() -> None:
+    """An empty array is no audiences; nullable fields accept null."""
+    assert decode_group_audiences(b"[]") == []
+    data = example()
+    for field in ("description", "groupId", "metadata", "primarySyncSource", "updatedAt"):
+        data[0][field] = None
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.metadata is None
+    assert audience.primary_sync_source is None
+
+
+def _mutated(path: str, mutate: Any) -> bytes:
+    data = example()
+    data.append(example()[0])
+    mutate(data)
+    return encode(data)
+
+
+@pytest.mark.parametrize(
+    ("body", "path"),
+    [
+        (_mutated("name", lambda d: d[1].pop("name")), "$[1].name"),
+        (_mutated("name", lambda d: d[1].update(name="")), "$[1].name"),
+        (_mutated("name", lambda d: d[1].update(name=5)), "$[1].name"),
+        (_mutated("archived", lambda d: d[0].update(archived="yes")), "$[0].archived"),
+        (_mutated("imports", lambda d: d[0].update(imports=None)), "$[0].imports"),
+        (_mutated("createdAt", lambda d: d[1].update(createdAt="yesterday")), "$[1].createdAt"),
+        (
+            _mutated("errorCount", lambda d: d[0]["imports"][0].update(errorCount="x")),
+            "$[0].imports[0].errorCount",
+        ),
+        (_mutated("metadata", lambda d: d[0].update(metadata=[1])), "$[0].metadata"),
+        (b'{"not": "an array"}', "$"),
+        (b"[1, 2]", "$[0]"),
+    ],
+)
+def test_wrong_shapes_name_the_json_path(body: bytes, path: str) -> None:
+    """Missing required fields and wrong types raise FanfareDecodeError with the path."""
+    with pytest.raises(FanfareDecodeError) as info:
+        decode_group_audiences(body)
+    assert info.value.path == path
+    assert path in str(info.value)
+
+
+def test_naive_dates_do_not_hide_other_errors() -> None:
+    """A body with a naive date and a real error still reports the real error."""
+    data = example()
+    data[0]["createdAt"] = "2023-11-07T05:31:56"
+    data[0]["name"] = 7
+    with pytest.raises(FanfareDecodeError) as info:
+        decode_group_audiences(encode(data))
+    assert info.value.path == "$[0].name"
+
+
+@pytest.mark.parametrize("body", [b"", b"nope", b"[", b'[{"id": ', EXAMPLE[:-40], b"\xff\xfe"])
+def test_malformed_json_is_a_decode_error(body: bytes) -> None:
+    """Not JSON at all, or truncated JSON, is a FanfareDecodeError."""
+    with pytest.raises(FanfareDecodeError, match="not valid JSON"):
+        decode_group_audiences(body)
+
+
+def test_decoded_models_are_not_tracked_by_gc() -> None:
+    """gc=False structs: a large cache adds nothing to a collection's work."""
+    [audience] = decode_group_audiences(EXAMPLE)
+    assert not gc.is_tracked(audience)
+    assert not gc.is_tracked(audience.imports[0])
+
+
+def test_models_round_trip_to_the_wire_names() -> None:
+    """Attributes are snake_case, the wire names camelCase."""
+    [audience] = decode_group_audiences(EXAMPLE)
+    wire = msgspec.to_builtins(audience, enc_hook=lambda o: dict(o))
+    assert "refreshIntervalSeconds" in wire
+    assert "organizationId" in wire
+    assert wire["primarySyncSource"]["syncStatus"] == "PENDING"
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+def _variant(base: dict[str, Any], key: str, value: Any) -> bytes:
+    item = dict(base)
+    item[key] = value
+    return encode([item])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(list(example()[0])), _json)
+def test_any_field_value_decodes_or_raises_the_typed_error(key: str, value: Any) -> None:
+    """Property: replacing any field with any JSON value never raises anything untyped."""
+    try:
+        result = decode_group_audiences(_variant(example()[0], key, value))
+    except FanfareDecodeError as exc:
+        assert exc.path is not None and exc.path.startswith("$")
+    else:
+        assert len(result) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=200) | _json.map(lambda v: json.dumps(v).encode()))
+def test_any_bytes_decode_or_raise_the_typed_error(body: bytes) -> None:
+    """Property: arbitrary bytes give audiences or FanfareDecodeError, never another exception."""
+    try:
+        result = decode_group_audiences(body)
+    except FanfareDecodeError:
+        return
+    assert isinstance(result, list)
