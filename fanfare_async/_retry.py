@@ -6,7 +6,7 @@ import math
 import random
 from email.utils import parsedate_to_datetime
 
-from ._config import BACKOFF_BASE, BACKOFF_MAX
+from . import _config
 
 #: Statuses worth another attempt: the server may answer differently soon.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
@@ -15,14 +15,17 @@ RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 def backoff_delay(
     attempt: int,
     *,
-    base: float = BACKOFF_BASE,
-    cap: float = BACKOFF_MAX,
+    base: float | None = None,
+    cap: float | None = None,
     rng: random.Random | None = None,
 ) -> float:
     """Exponential backoff with full jitter: uniform in ``[0, min(cap, base * 2**attempt)]``.
 
-    ``attempt`` counts from 0 for the wait after the first failure.
+    ``attempt`` counts from 0 for the wait after the first failure; ``base`` and
+    ``cap`` default to ``BACKOFF_BASE`` and ``BACKOFF_MAX`` of ``_config``.
     """
+    base = _config.BACKOFF_BASE if base is None else base
+    cap = _config.BACKOFF_MAX if cap is None else cap
     ceiling = min(cap, base * (2 ** min(attempt, 62)))
     return (rng or random).uniform(0.0, ceiling)
 

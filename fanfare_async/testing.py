@@ -228,6 +228,12 @@ def _retry_after_seconds(headers: Mapping[str, str]) -> int | float | None:
     return int(seconds) if seconds.is_integer() else seconds
 
 
+_OTHER_4XX: Final[dict[int, tuple[str, str, str]]] = {
+    413: ("payload_too_large", "Request entity too large", "PAYLOAD_TOO_LARGE"),
+    423: ("locked", "Audience group is locked", "LOCKED"),
+}
+
+
 def _error_body(
     status: int, group_id: str | None, headers: Mapping[str, str]
 ) -> tuple[bytes, str | None]:
@@ -263,6 +269,10 @@ def _error_body(
         retry_after = _retry_after_seconds(headers)
         if retry_after is not None:
             obj["retryAfter"] = retry_after
+        return _json(obj), _JSON
+    if status in _OTHER_4XX:
+        error, message, code = _OTHER_4XX[status]
+        obj = {"error": error, "message": message, "code": code, "details": {}}
         return _json(obj), _JSON
     if status in (502, 504):
         line = f"{status} {_phrase(status)}"
