@@ -9,6 +9,7 @@ import logging
 import time
 import uuid
 from types import TracebackType
+from typing import Any
 
 import aiohttp
 
@@ -38,10 +39,12 @@ from ._exceptions import (
     FanfareClientClosedError,
     FanfareDecodeError,
     FanfareError,
+    InvalidGroupIdError,
     NotFoundError,
     TransportError,
 )
 from ._expiry import group_ttl
+from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id, encode_path_segment
 from ._models import Audience, decode_group_audiences
 from ._ratelimit import RateLimiter, RateLimitState
@@ -119,8 +122,9 @@ class FanfareClient:
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
         self._entries = self._cache.entries
-        self._inflight: dict[str, asyncio.Task[_Fetched]] = {}
+        self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[_Fetched]] = set()
+        self._runners: set[asyncio.Task[None]] = set()
         self._epoch = 0
         self._closed = False
 
@@ -163,7 +167,7 @@ class FanfareClient:
             return
         self._closed = True
         self._cache.clear()  # hits must not outlive the client
-        tasks = list(self._tasks)
+        tasks: list[asyncio.Task[Any]] = [*self._runners, *self._tasks]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -221,7 +225,7 @@ class FanfareClient:
         self._check_open()
         cache = self._cache
         if not use_cache:
-            return list((await self._await_fetch(self._start_fetch(key))).audiences)
+            return list((await self._join(self._start_fetch(key))).audiences)
         entry = cache.entries.get(key)
         now = self._clock()
         if entry is not None and now < entry.expires:
@@ -229,33 +233,37 @@ class FanfareClient:
             if entry.not_found is not None:
                 raise copy.copy(entry.not_found)
             return list(entry.audiences)
-        task = self._inflight.get(key)
-        if task is None:
+        flight = self._inflight.get(key)
+        if flight is None:
             cache.misses += 1
-            task = self._start_fetch(key)
-            self._inflight[key] = task
+            flight = self._start_fetch(key)
+            self._inflight[key] = flight
         else:
             cache.coalesced += 1
-        result = await self._await_fetch(task)
+        result = await self._join(flight)
         if result.stale:
             cache.stale_served += 1
         return list(result.audiences)
 
-    def _start_fetch(self, key: str) -> asyncio.Task[_Fetched]:
+    def _start_fetch(self, key: str) -> _Flight:
         task = asyncio.get_running_loop().create_task(self._fetch(key, self._epoch))
+        flight = _Flight(key, task)
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._fetch_done, key))
-        return task
+        task.add_done_callback(functools.partial(self._fetch_done, flight))
+        return flight
 
-    def _fetch_done(self, key: str, task: asyncio.Task[_Fetched]) -> None:
+    def _fetch_done(self, flight: _Flight, task: asyncio.Task[_Fetched]) -> None:
         self._tasks.discard(task)
-        if self._inflight.get(key) is task:
-            del self._inflight[key]
+        if self._inflight.get(flight.key) is flight:
+            del self._inflight[flight.key]
         if not task.cancelled():
             task.exception()  # mark retrieved: every waiter may have gone
 
-    async def _await_fetch(self, task: asyncio.Task[_Fetched]) -> _Fetched:
-        """Wait for a shared fetch; cancelling this waiter never cancels the fetch."""
+    async def _join(self, flight: _Flight) -> _Fetched:
+        """Wait for a shared fetch. Cancelling one waiter never cancels the fetch for
+        the others; when the last waiter goes, the fetch is cancelled too."""
+        task = flight.task
+        flight.waiters += 1
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -264,6 +272,83 @@ class FanfareClient:
                     "the client was closed while the request was in flight"
                 ) from None
             raise
+        finally:
+            flight.waiters -= 1
+            if flight.waiters == 0 and not task.done():
+                if self._inflight.get(flight.key) is flight:
+                    del self._inflight[flight.key]
+                task.cancel()
+
+    async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
+        """One id of a bulk run: its audiences or its error, and whether the cache answered."""
+        try:
+            key = canonical_group_id(group_id)
+        except TypeError as exc:
+            return InvalidGroupIdError(str(exc)), False
+        except InvalidGroupIdError as exc:
+            return exc, False
+        entry = self._entries.get(key)
+        hit = entry is not None and self._clock() < entry.expires
+        try:
+            return await self.get_group_audiences(key), hit
+        except FanfareClientClosedError:
+            raise
+        except FanfareError as exc:
+            return exc, hit
+
+    def _bulk_concurrency(self, concurrency: int | None) -> int:
+        if concurrency is None:
+            return self._max_connections
+        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be a positive int or None, got {concurrency!r}")
+        return concurrency
+
+    def iter_group_audiences(
+        self, group_ids: GroupIds, *, concurrency: int | None = None
+    ) -> BulkIterator:
+        """Look up many groups; yields ``(group_id, audiences or FanfareError)`` as each
+        completes.
+
+        ``group_ids`` may be any iterable or async iterable, read lazily: at most
+        ``concurrency`` lookups (default ``max_connections``) run at once and memory
+        does not grow with the input. Each distinct id is answered once; one failing
+        id never stops the others. Leaving the loop early stops all work. The
+        iterator's ``progress`` holds live counters.
+        """
+        self._check_open()
+        return BulkIterator(
+            self._bulk_lookup,
+            group_ids,
+            concurrency=self._bulk_concurrency(concurrency),
+            register=self._register_runner,
+        )
+
+    async def get_many_group_audiences(
+        self, group_ids: GroupIds, *, concurrency: int | None = None
+    ) -> dict[str, list[Audience] | FanfareError]:
+        """Look up many groups: every distinct id (as given, in first-seen order) maps to
+        its audiences or its own error. Invalid ids get their InvalidGroupIdError."""
+        self._check_open()
+        results: dict[str, list[Audience] | FanfareError] = {}
+        pending = InvalidGroupIdError("not looked up")
+
+        def on_seen(key: Any) -> None:
+            results[key] = pending
+
+        async with BulkIterator(
+            self._bulk_lookup,
+            group_ids,
+            concurrency=self._bulk_concurrency(concurrency),
+            on_seen=on_seen,
+            register=self._register_runner,
+        ) as bulk:
+            async for key, result in bulk:
+                results[key] = result
+        return results
+
+    def _register_runner(self, task: asyncio.Task[None]) -> None:
+        self._runners.add(task)
+        task.add_done_callback(self._runners.discard)
 
     async def _fetch(self, key: str, epoch: int) -> _Fetched:
         """One request for ``key``; stores what it learns unless the cache was
@@ -300,6 +385,17 @@ class FanfareClient:
             )
             cache.store(key, Entry(audiences, arrived + ttl))
         return _Fetched(audiences, stale=False)
+
+
+class _Flight:
+    """One in-flight fetch and the number of callers waiting for it."""
+
+    __slots__ = ("key", "task", "waiters")
+
+    def __init__(self, key: str, task: asyncio.Task[_Fetched]) -> None:
+        self.key = key
+        self.task = task
+        self.waiters = 0
 
 
 class _Fetched:

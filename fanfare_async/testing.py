@@ -399,6 +399,7 @@ class MockFanfareServer:
         self._request_seq = 0
         self._unpaused = asyncio.Event()
         self._unpaused.set()
+        self._sleepers: set[asyncio.Future[None]] = set()
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._runner: web.AppRunner | None = None
         self._closed = False
@@ -438,6 +439,9 @@ class MockFanfareServer:
             return
         self._closed = True
         self._unpaused.set()
+        for sleeper in self._sleepers:  # cut simulated latency and slowness short
+            if not sleeper.done():
+                sleeper.set_result(None)
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
@@ -649,7 +653,7 @@ class MockFanfareServer:
             return response
         finally:
             self._in_flight -= 1
-            if self._record and log is self.requests and log[index] is record:
+            if self._record and log is self.requests and index < len(log) and log[index] is record:
                 log[index] = dataclasses.replace(record, status=status)
 
     async def _answer(
@@ -658,9 +662,7 @@ class MockFanfareServer:
         """The response for one request and the status it answered (0: dropped)."""
         if not self._unpaused.is_set():
             await self._unpaused.wait()
-        latency = self.latency
-        if latency > 0:
-            await asyncio.sleep(latency)
+        await self._sleep(self.latency)
         headers: CIMultiDict[str] = CIMultiDict({"x-request-id": request_id})
 
         if self.rate_limit is not None:
@@ -700,8 +702,7 @@ class MockFanfareServer:
         fault = self._next_fault(group_id)
         if fault is not None:
             if fault.kind == "delay":
-                if fault.delay > 0:
-                    await asyncio.sleep(fault.delay)
+                await self._sleep(fault.delay)
             else:
                 return await self._apply_fault(request, fault, group_id, headers)
 
@@ -709,6 +710,20 @@ class MockFanfareServer:
         if content is None:
             return self._response(404, _json(_not_found(group_id)), _JSON, headers), 404
         return self._response(200, content, _JSON, headers), 200
+
+    async def _sleep(self, seconds: float) -> None:
+        """Simulated slowness: like asyncio.sleep, but over at once when the server closes."""
+        if seconds <= 0 or self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        sleeper: asyncio.Future[None] = loop.create_future()
+        timer = loop.call_later(seconds, _resolve, sleeper)
+        self._sleepers.add(sleeper)
+        try:
+            await sleeper
+        finally:
+            timer.cancel()
+            self._sleepers.discard(sleeper)
 
     def _rate_limit(self, headers: CIMultiDict[str]) -> int | None:
         """Account one request in the current window; the Retry-After seconds when over."""
@@ -793,8 +808,8 @@ class MockFanfareServer:
             step = max(1, math.ceil(len(payload) / fault.chunks))
             pieces = [payload[i : i + step] for i in range(0, len(payload), step)]
             for i, piece in enumerate(pieces):
-                if i and fault.delay > 0:
-                    await asyncio.sleep(fault.delay)
+                if i:
+                    await self._sleep(fault.delay)
                 await stream.write(piece)
         except ConnectionError:
             pass  # the client went away; aiohttp finishes the exchange quietly
@@ -810,8 +825,10 @@ class MockFanfareServer:
         content_type: str | None
         if body is None:
             body, content_type = _error_body(status, group_id, headers)
-        else:
+        elif body:
             content_type = _JSON if _is_json(body) else "text/plain"
+        else:
+            content_type = None
         return self._response(status, body, content_type, headers)
 
     @staticmethod
@@ -843,6 +860,11 @@ def _as_fault(fault: Fault | int) -> Fault:
     if isinstance(fault, int) and not isinstance(fault, bool):
         return Fault.error(fault)
     raise TypeError(f"expected a Fault or an int status, got {type(fault).__name__}")
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _is_json(body: bytes) -> bool:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import math
+import os
 import re
+import subprocess
+import sys
 import time
 from email.utils import formatdate, parsedate_to_datetime
 from typing import Any
@@ -92,6 +96,27 @@ async def test_same_seed_gives_same_bytes_other_seed_differs() -> None:
         _, body_b, _ = await fetch(session, b, gid)
         assert body_a == body_b == a.body_for(gid) == b.body_for(gid)
         assert _fake_data.encode_group(_fake_data.generate_group(8, gid)) != body_a
+
+
+def test_same_bytes_across_processes() -> None:
+    """Bodies do not depend on the process (no hash(), no clock): other hash seeds agree."""
+    code = (
+        "import hashlib\n"
+        "from fanfare_async import _fake_data as f\n"
+        "ids = f.group_ids(4, 3)\n"
+        "data = b''.join(f.encode_group(f.generate_group(4, g)) for g in ids + ['x'])\n"
+        "print(hashlib.sha256(data).hexdigest())\n"
+    )
+    digests = set()
+    for hash_seed in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hash_seed}
+        out = subprocess.run(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        digests.add(out.stdout.strip())
+    ids = _fake_data.group_ids(4, 3)
+    data = b"".join(_fake_data.encode_group(_fake_data.generate_group(4, g)) for g in [*ids, "x"])
+    assert digests == {hashlib.sha256(data).hexdigest()}
 
 
 def test_generated_audiences_have_every_field_of_the_schema() -> None:
@@ -638,3 +663,27 @@ async def test_custom_base_path() -> None:
     ):
         assert server.url.endswith("/v2")
         assert (await fetch(session, server, server.group_ids[0]))[0] == 200
+
+
+async def test_close_cuts_simulated_slowness_short() -> None:
+    """Closing during a slow body finishes it at once instead of waiting out the delays."""
+    server = await MockFanfareServer(groups=1).start()
+    gid = server.group_ids[0]
+    async with aiohttp.ClientSession() as session:
+        server.inject(Fault.slow(30.0, chunks=3))
+        async with session.get(group_url(server, gid), headers=auth(server)) as resp:
+            first = await resp.content.readany()
+            await server.close()
+            rest = await resp.read()
+        assert first + rest == server.body_for(gid)
+
+
+async def test_record_requests_off() -> None:
+    """record_requests=False keeps no RecordedRequest but still counts."""
+    async with (
+        MockFanfareServer(groups=1, record_requests=False) as server,
+        aiohttp.ClientSession() as session,
+    ):
+        await fetch(session, server, server.group_ids[0])
+        assert server.requests == []
+        assert (server.total_requests, server.request_count(server.group_ids[0])) == (1, 1)

@@ -21,7 +21,7 @@ def test_backoff_is_full_jitter_under_an_exponential_ceiling() -> None:
     """Each delay lies in [0, min(cap, base * 2**attempt)] and the spread covers it."""
     rng = random.Random(1)
     for attempt, ceiling in [(0, 0.5), (1, 1.0), (2, 2.0), (3, 4.0), (10, 8.0), (500, 8.0)]:
-        delays = [backoff_delay(attempt, rng=rng) for _ in range(2000)]
+        delays = [backoff_delay(attempt, base=0.5, cap=8.0, rng=rng) for _ in range(2000)]
         assert all(0.0 <= d <= ceiling for d in delays)
         assert max(delays) > ceiling * 0.9
         assert min(delays) < ceiling * 0.1

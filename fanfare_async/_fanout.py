@@ -1,0 +1,223 @@
+"""Bulk fan-out: many group ids through a fixed number of workers, in completion order.
+
+The workers live in an anyio task group hosted by one runner task, so the
+task group is entered and left in the same task whatever the consumer does.
+Memory is bounded by ``concurrency``: ids are pulled from the input only when
+a worker is free, and finished results wait in a buffer of ``concurrency``
+slots. Dropping the iterator (``break``), closing it, or cancelling the
+consumer cancels the runner, and with it every worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import anyio
+from anyio.streams.memory import MemoryObjectSendStream
+
+from ._exceptions import FanfareClientClosedError, FanfareError
+from ._models import Audience
+
+if sys.version_info < (3, 11):  # pragma: no cover
+    from exceptiongroup import BaseExceptionGroup
+
+GroupIds: TypeAlias = Iterable[str | uuid.UUID] | AsyncIterable[str | uuid.UUID]
+Result: TypeAlias = list[Audience] | FanfareError
+#: Looks one id up: its result, and whether the cache answered it.
+Lookup = Callable[[Any], Awaitable[tuple[Result, bool]]]
+
+
+@dataclass
+class BulkProgress:
+    """Live counters of one bulk run (read them while iterating)."""
+
+    total: int | None = None
+    """Number of ids in the input when it has a length, else None."""
+    started: int = 0
+    done: int = 0
+    cache_hits: int = 0
+    errors: int = 0
+    duplicates: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+
+
+def _key_of(group_id: object) -> object:
+    """The result key: the id as given (a UUID object as its string)."""
+    return str(group_id) if isinstance(group_id, uuid.UUID) else group_id
+
+
+class BulkIterator:
+    """Async iterator of ``(group_id, audiences or error)`` in completion order."""
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        group_ids: GroupIds,
+        *,
+        concurrency: int,
+        on_seen: Callable[[Any], None] | None = None,
+        register: Callable[[asyncio.Task[None]], None] | None = None,
+    ) -> None:
+        self._lookup = lookup
+        self._source = group_ids
+        self._concurrency = concurrency
+        self._on_seen = on_seen
+        self._register = register
+        send, receive = anyio.create_memory_object_stream[tuple[Any, Result]](concurrency)
+        self._send: MemoryObjectSendStream[tuple[Any, Result]] | None = send
+        self._receive = receive
+        self._runner: asyncio.Task[None] | None = None
+        self._closed = False
+        total = None
+        if hasattr(group_ids, "__len__"):
+            try:
+                total = len(group_ids)  # type: ignore[arg-type]
+            except TypeError:
+                total = None
+        self.progress = BulkProgress(total=total)
+
+    def __aiter__(self) -> BulkIterator:
+        return self
+
+    async def __anext__(self) -> tuple[Any, Result]:
+        if self._closed:
+            raise StopAsyncIteration
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+            if self._register is not None:
+                self._register(self._runner)
+        try:
+            item = await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            await self._finish()
+            raise StopAsyncIteration from None
+        except BaseException:
+            self._cancel()
+            raise
+        result = item[1]
+        progress = self.progress
+        progress.done += 1
+        if isinstance(result, FanfareError):
+            progress.errors += 1
+            name = type(result).__name__
+            progress.error_types[name] = progress.error_types.get(name, 0) + 1
+        return item
+
+    async def _finish(self) -> None:
+        """The input is exhausted: surface any failure of the runner itself."""
+        self._closed = True
+        runner = self._runner
+        if runner is not None:
+            await runner
+
+    def _cancel(self) -> None:
+        self._closed = True
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+        self._receive.close()
+
+    async def aclose(self) -> None:
+        """Stop every worker and wait until they are gone."""
+        self._cancel()
+        runner = self._runner
+        if runner is not None and not runner.done():
+            await asyncio.wait([runner])
+
+    async def __aenter__(self) -> BulkIterator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        # `break` out of `async for` drops the iterator: stop the workers now.
+        if self._runner is not None and not self._runner.done():
+            self._runner.cancel()
+
+    async def _run(self) -> None:
+        send = self._send
+        assert send is not None
+        self._send = None
+        try:
+            async with send, anyio.create_task_group() as tg:
+                ids_send, ids_receive = anyio.create_memory_object_stream[Any](0)
+                idle = 0
+                workers = 0
+
+                async def work() -> None:
+                    nonlocal idle
+                    async with send.clone() as results:
+                        while True:
+                            idle += 1
+                            try:
+                                group_id = await ids_receive.receive()
+                            except anyio.EndOfStream:
+                                return
+                            finally:
+                                idle -= 1
+                            result, hit = await self._lookup(group_id)
+                            if hit:
+                                self.progress.cache_hits += 1
+                            await results.send((_key_of(group_id), result))
+
+                async with ids_send, ids_receive:
+                    seen: set[Any] = set()
+                    async for group_id in _aiter(self._source):
+                        key = _key_of(group_id)
+                        if key in seen:
+                            self.progress.duplicates += 1
+                            continue
+                        seen.add(key)
+                        if self._on_seen is not None:
+                            self._on_seen(key)
+                        if idle == 0 and workers < self._concurrency:
+                            workers += 1
+                            tg.start_soon(work)
+                        self.progress.started += 1
+                        await ids_send.send(group_id)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+
+
+def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one real failure inside an exception group (a closed client, a bad input iterable)."""
+    leaves: list[BaseException] = []
+
+    def walk(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                walk(inner)
+        else:
+            leaves.append(exc)
+
+    walk(group)
+    for exc in leaves:
+        if isinstance(exc, FanfareClientClosedError):
+            return exc
+    for exc in leaves:
+        if not isinstance(exc, asyncio.CancelledError):
+            return exc
+    return leaves[0] if leaves else group
+
+
+async def _aiter(source: GroupIds) -> Any:
+    """Iterate a sync or async iterable lazily, one item at a time."""
+    if isinstance(source, AsyncIterable):
+        async for item in source:
+            yield item
+        return
+    if isinstance(source, (str, bytes)):
+        raise TypeError("group_ids must be an iterable of ids, not a single str")
+    for item in source:
+        yield item
