@@ -253,6 +253,22 @@ _IMPORT_DATETIMES = ("createdAt", "updatedAt")
 _SYNC_DATETIMES = ("createdAt", "updatedAt", "lastSyncedAt")
 
 
+def _enc_hook(obj: Any) -> Any:
+    if isinstance(obj, FrozenObject):
+        return obj.to_dict()
+    if isinstance(obj, tuple):
+        return list(obj)
+    raise NotImplementedError(f"cannot encode {type(obj).__name__}")
+
+
+_ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
+
+
+def encode_audiences(audiences: list[Audience] | tuple[Audience, ...]) -> bytes:
+    """Audiences back to the API's JSON (camelCase names), e.g. for NDJSON output."""
+    return _ENCODER.encode(list(audiences))
+
+
 def decode_group_audiences(data: bytes | bytearray | memoryview | str) -> list[Audience]:
     """Decode a ``GET /audiences/groups/{groupId}`` response body.
 

@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Final, TypeVar, overload
+from typing import Any, Final, TypeVar
 from urllib.parse import unquote
 
 import msgspec
@@ -72,26 +72,12 @@ def _format_retry_after(value: float | str) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-if TYPE_CHECKING:
-
-    class _DelayAttribute:
-        """Typing view of ``Fault.delay``: a constructor on the class, a float on instances."""
-
-        @overload
-        def __get__(self, obj: None, owner: type[Fault]) -> Callable[[float], Fault]: ...
-        @overload
-        def __get__(self, obj: Fault, owner: type[Fault]) -> float: ...
-        def __get__(self, obj: Fault | None, owner: type[Fault]) -> Any: ...
-        def __set__(self, obj: Fault, value: float) -> None: ...
-
-
 @dataclass(frozen=True)
 class Fault:
     """One scripted response, queued with :meth:`MockFanfareServer.inject`.
 
-    Build it with the class methods (``Fault.error(503)``, ``Fault.truncated()``, ...).
-    ``Fault.delay(seconds)`` is the constructor when read on the class and the ``delay`` field
-    when read on an instance.
+    Build it with the class methods (``Fault.error(503)``, ``Fault.truncated()``,
+    ``Fault.delayed(2.0)``, ...).
     """
 
     status: int = 503
@@ -100,11 +86,8 @@ class Fault:
     headers: Mapping[str, str] = field(default_factory=dict, hash=False)
     kind: str = "status"
     """One of status, malformed, truncated, slow, drop, huge, delay, wrong_shape."""
-    if TYPE_CHECKING:
-        delay: _DelayAttribute = _DelayAttribute()
-    else:
-        delay: float = 0.0
-        """slow: pause between chunks; delay: extra pause before the normal answer."""
+    delay: float = 0.0
+    """slow: pause between chunks; delay: extra pause before the normal answer."""
     size: int = 0
     """huge: body size in bytes."""
     chunks: int = 10
@@ -169,15 +152,11 @@ class Fault:
         return cls(status=status, body=b"", headers={"Location": location}, kind="status")
 
     @classmethod
-    def _delay(cls, seconds: float) -> Fault:
+    def delayed(cls, seconds: float) -> Fault:
         """The normal response after an extra pause of ``seconds``."""
         return cls(status=200, kind="delay", delay=seconds)
 
 
-if not TYPE_CHECKING:
-    # The dataclass has taken the field's default (0.0); instances keep ``delay`` in their
-    # own __dict__, which wins over this non-data descriptor, so only class access sees it.
-    Fault.delay = Fault._delay
 
 
 @dataclass(frozen=True)

@@ -262,7 +262,7 @@ async def test_body_over_the_limit_is_refused_not_retried(server: MockFanfareSer
 
 async def test_slow_server_times_out(server: MockFanfareServer) -> None:
     """No answer within the timeout: FanfareTimeoutError, also a builtin TimeoutError."""
-    server.inject(Fault.delay(5.0))
+    server.inject(Fault.delayed(5.0))
     async with client_for(server, timeout=0.2, max_retries=0) as client:
         with pytest.raises(FanfareTimeoutError) as info:
             await client.get_group_audiences(server.group_ids[0])

@@ -434,10 +434,10 @@ async def test_slow_body_arrives_complete_in_pieces() -> None:
 
 
 async def test_delay_fault_and_latency() -> None:
-    """Fault.delay and the latency knob hold the normal answer back."""
+    """Fault.delayed and the latency knob hold the normal answer back."""
     async with MockFanfareServer(groups=1) as server, aiohttp.ClientSession() as session:
         gid = server.group_ids[0]
-        server.inject(Fault.delay(0.05))
+        server.inject(Fault.delayed(0.05))
         start = time.monotonic()
         status, body, _ = await fetch(session, server, gid)
         assert (status, body) == (200, server.body_for(gid))
@@ -449,10 +449,10 @@ async def test_delay_fault_and_latency() -> None:
 
 
 def test_fault_constructors() -> None:
-    """Fault constructors set kind/status/fields; Fault.delay is a constructor and a field."""
+    """Fault constructors set kind/status/fields."""
     assert Fault() == Fault.error(503)
-    assert Fault.delay(0.5).delay == 0.5
-    assert Fault.delay(0.5).kind == "delay"
+    assert Fault.delayed(0.5).delay == 0.5
+    assert Fault.delayed(0.5).kind == "delay"
     assert Fault.slow(0.1, chunks=3).chunks == 3
     assert Fault.drop().status == 0
     assert Fault.error(429, retry_after=3).headers == {"Retry-After": "3"}
