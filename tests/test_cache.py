@@ -1,0 +1,482 @@
+"""The cache over real HTTP: expiry, single-flight, negative and stale entries, isolation."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from email.utils import formatdate
+from typing import Any
+
+import anyio
+import pytest
+from anyio import wait_all_tasks_blocked
+from anyio.lowlevel import checkpoint
+
+from fanfare_async import (
+    FanfareClient,
+    FanfareClientClosedError,
+    NotFoundError,
+    PermissionDeniedError,
+    ServerError,
+    TransportError,
+)
+from fanfare_async.testing import Fault, MockFanfareServer
+
+pytestmark = pytest.mark.anyio
+
+T0 = 1_767_268_800.0  # 2026-01-01T12:00:00Z
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def audience_json(
+    index: int, interval: float | None, last_refreshed: str | None = None
+) -> dict[str, Any]:
+    return {
+        "id": f"00000000-0000-4000-8000-{index:012d}",
+        "name": f"audience {index}",
+        "archived": False,
+        "createdAt": "2025-01-01T00:00:00Z",
+        "createdBy": "user",
+        "organizationId": "00000000-0000-4000-8000-000000000001",
+        "imports": [],
+        "rules": [],
+        "type": "DYNAMIC",
+        "refreshIntervalSeconds": interval,
+        "lastRefreshedAt": last_refreshed,
+    }
+
+
+def iso(timestamp: float) -> str:
+    return formatdate(timestamp, usegmt=True)
+
+
+def rfc3339(timestamp: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@asynccontextmanager
+async def cached_client(
+    server: MockFanfareServer, clock: FakeClock, **options: Any
+) -> AsyncIterator[FanfareClient]:
+    options.setdefault("rate_limit", None)
+    options.setdefault("max_retries", 0)
+    async with FanfareClient(
+        server.secret_key, base_url=server.url, clock=clock, **options
+    ) as client:
+        yield client
+
+
+async def test_hit_makes_no_request_and_no_decode(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """The second lookup is served from memory: same Audience objects, no request."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        first = await client.get_group_audiences(group)
+        second = await client.get_group_audiences(group)
+        stats = client.cache_stats
+    assert server.request_count(group) == 1
+    assert second == first
+    assert all(a is b for a, b in zip(first, second, strict=True))
+    assert (stats.hits, stats.misses, stats.size) == (1, 1, 1)
+
+
+async def test_each_call_gets_its_own_list(server: MockFanfareServer, clock: FakeClock) -> None:
+    """Mutating a returned list never changes what the cache or another caller sees."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        mine = await client.get_group_audiences(group)
+        expected = list(mine)
+        mine.clear()
+        theirs = await client.get_group_audiences(group)
+        assert theirs == expected
+        theirs.append(theirs[0])
+        assert await client.get_group_audiences(group) == expected
+        with pytest.raises(AttributeError):
+            theirs[0].name = "hijacked"  # type: ignore[misc]
+        assert (await client.get_group_audiences(group))[0].name == expected[0].name
+
+
+async def test_uuid_spellings_share_one_entry(server: MockFanfareServer, clock: FakeClock) -> None:
+    """Upper- and lower-case spellings of a UUID are one cache key."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences(group.upper())
+        await client.get_group_audiences(group)
+        assert client.cache_stats.hits == 1
+    assert server.total_requests == 1
+
+
+async def test_entry_expires_after_smallest_interval(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """With no lastRefreshedAt, the TTL is the smallest refreshIntervalSeconds."""
+    server.set_group("g", [audience_json(1, 300), audience_json(2, 120.5), audience_json(3, None)])
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences("g")
+        clock.advance(120.4)
+        await client.get_group_audiences("g")
+        assert server.request_count("g") == 1
+        clock.advance(0.2)
+        await client.get_group_audiences("g")
+        assert server.request_count("g") == 2
+        assert client.cache_stats.expirations == 1
+
+
+async def test_default_ttl_for_empty_group(server: MockFanfareServer, clock: FakeClock) -> None:
+    """An empty group lives default_ttl seconds."""
+    server.set_group("empty", [])
+    async with cached_client(server, clock, default_ttl=30) as client:
+        assert await client.get_group_audiences("empty") == []
+        clock.advance(29.9)
+        await client.get_group_audiences("empty")
+        clock.advance(0.2)
+        await client.get_group_audiences("empty")
+    assert server.request_count("empty") == 2
+
+
+async def test_expiry_uses_server_date_header(clock: FakeClock) -> None:
+    """lastRefreshedAt + interval is measured against the response's Date, not local time."""
+    async with MockFanfareServer(groups=1, clock=lambda: T0) as server:
+        # Server time T0; refreshed 100 s before it; interval 300 -> 200 s left.
+        server.set_group("g", [audience_json(1, 300, rfc3339(T0 - 100))])
+        async with cached_client(server, clock) as client:
+            await client.get_group_audiences("g")
+            clock.advance(199.5)
+            await client.get_group_audiences("g")
+            assert server.request_count("g") == 1
+            clock.advance(1.0)
+            await client.get_group_audiences("g")
+            assert server.request_count("g") == 2
+
+
+@pytest.mark.parametrize("date_header", [False, "not a date", "Tue, 99 Foo 2026 99:99:99 GMT"])
+async def test_missing_or_malformed_date_falls_back_to_local_clock(
+    clock: FakeClock, date_header: bool | str
+) -> None:
+    """Without a usable Date header, local wall time stands in for server time."""
+    import time
+
+    async with MockFanfareServer(groups=1, date_header=date_header) as server:
+        server.set_group("g", [audience_json(1, 300, rfc3339(time.time() - 100))])
+        async with cached_client(server, clock) as client:
+            await client.get_group_audiences("g")
+            clock.advance(190)  # ~200 s were left when it arrived
+            await client.get_group_audiences("g")
+            assert server.request_count("g") == 1
+            clock.advance(15)
+            await client.get_group_audiences("g")
+            assert server.request_count("g") == 2
+
+
+async def test_wall_clock_jumps_do_not_affect_expiry(
+    server: MockFanfareServer, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expiry runs on the monotonic clock: wall time jumping either way changes nothing."""
+    import time
+
+    real_time = time.time
+    server.set_group("g", [audience_json(1, 300)])
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences("g")
+        monkeypatch.setattr(time, "time", lambda: real_time() + 86_400)
+        clock.advance(100)
+        await client.get_group_audiences("g")  # not flushed by a jump forward
+        monkeypatch.setattr(time, "time", lambda: real_time() - 86_400)
+        clock.advance(201)
+        monkeypatch.setattr(time, "time", real_time)
+        await client.get_group_audiences("g")  # not kept by a jump backward
+    assert server.request_count("g") == 2
+
+
+async def test_min_and_max_ttl_clamp(server: MockFanfareServer, clock: FakeClock) -> None:
+    """A huge interval is capped by max_ttl."""
+    server.set_group("g", [audience_json(1, 100_000)])
+    async with cached_client(server, clock, max_ttl=50) as client:
+        await client.get_group_audiences("g")
+        clock.advance(50.1)
+        await client.get_group_audiences("g")
+    assert server.request_count("g") == 2
+
+
+# -- single-flight ------------------------------------------------------------
+
+
+async def test_fifty_concurrent_callers_share_one_request(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """50 callers of an uncached group: one request, 49 coalesced, all get the result."""
+    group = server.group_ids[0]
+    results: list[list[Any]] = []
+    server.pause()
+    async with cached_client(server, clock) as client:
+
+        async def call() -> None:
+            results.append(await client.get_group_audiences(group))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(50):
+                tg.start_soon(call)
+            await server.wait_for_requests(1)
+            await wait_all_tasks_blocked()
+            assert client.cache_stats.coalesced == 49
+            server.resume()
+        stats = client.cache_stats
+    assert server.request_count(group) == 1
+    assert len(results) == 50
+    assert all(r == results[0] for r in results)
+    assert len({id(r) for r in results}) == 50  # each caller its own list
+    assert (stats.misses, stats.coalesced) == (1, 49)
+
+
+async def test_cancelling_the_starter_does_not_cancel_the_others(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """The caller that triggered the fetch is cancelled; the joiner still gets the result."""
+    group = server.group_ids[0]
+    server.pause()
+    async with cached_client(server, clock) as client:
+        starter = asyncio.ensure_future(client.get_group_audiences(group))
+        await server.wait_for_requests(1)
+        joiner = asyncio.ensure_future(client.get_group_audiences(group))
+        await wait_all_tasks_blocked()
+        starter.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await starter
+        server.resume()
+        audiences = await joiner
+        assert audiences
+        await client.get_group_audiences(group)  # now cached
+    assert server.request_count(group) == 1
+
+
+async def test_last_waiter_cancelled_cancels_the_fetch(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """When every waiter is gone the fetch stops too: no task is left behind."""
+    server.pause()
+    async with cached_client(server, clock) as client:
+        caller = asyncio.ensure_future(client.get_group_audiences(server.group_ids[0]))
+        await server.wait_for_requests(1)
+        caller.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await caller
+        for _ in range(3):
+            await checkpoint()
+        assert not client._tasks
+        assert not client._inflight
+        server.resume()
+
+
+async def test_error_reaches_every_waiter_and_is_not_cached(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A failure is raised in all waiters, and the next call tries again."""
+    group = server.group_ids[0]
+    server.inject(500, group_id=group)
+    server.pause()
+    errors: list[BaseException] = []
+    async with cached_client(server, clock) as client:
+
+        async def call() -> None:
+            try:
+                await client.get_group_audiences(group)
+            except ServerError as exc:
+                errors.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(10):
+                tg.start_soon(call)
+            await server.wait_for_requests(1)
+            await wait_all_tasks_blocked()
+            server.resume()
+        assert len(errors) == 10
+        assert await client.get_group_audiences(group)
+        assert not client._tasks
+    assert server.request_count(group) == 2
+
+
+# -- negative, stale, bypass, invalidation --------------------------------------
+
+
+async def test_404_cached_for_negative_ttl(server: MockFanfareServer, clock: FakeClock) -> None:
+    """With negative_ttl, a 404 is answered from memory until it expires."""
+    async with cached_client(server, clock, negative_ttl=30) as client:
+        for _ in range(3):
+            with pytest.raises(NotFoundError) as info:
+                await client.get_group_audiences("missing")
+        assert info.value.status_code == 404
+        assert server.request_count("missing") == 1
+        clock.advance(30.1)
+        with pytest.raises(NotFoundError):
+            await client.get_group_audiences("missing")
+    assert server.request_count("missing") == 2
+
+
+async def test_404_not_cached_by_default(server: MockFanfareServer, clock: FakeClock) -> None:
+    """negative_ttl defaults to 0: every lookup of a missing group asks again."""
+    async with cached_client(server, clock) as client:
+        for _ in range(2):
+            with pytest.raises(NotFoundError):
+                await client.get_group_audiences("missing")
+    assert server.request_count("missing") == 2
+
+
+@pytest.mark.parametrize("fault", [Fault.error(503), Fault.error(429), Fault.drop()])
+async def test_stale_if_error_serves_expired_entry(
+    server: MockFanfareServer, clock: FakeClock, fault: Fault
+) -> None:
+    """A transient failure inside the stale window returns the expired value."""
+    server.set_group("g", [audience_json(1, 60)])
+    async with cached_client(server, clock, stale_if_error=100) as client:
+        fresh = await client.get_group_audiences("g")
+        clock.advance(60 + 99)
+        server.inject(fault, fault, group_id="g")
+        assert await client.get_group_audiences("g") == fresh
+        assert client.cache_stats.stale_served == 1
+
+
+async def test_stale_if_error_window_and_kind(server: MockFanfareServer, clock: FakeClock) -> None:
+    """Past the window, or for a non-transient error, the error is raised."""
+    server.set_group("g", [audience_json(1, 60)])
+    async with cached_client(server, clock, stale_if_error=100) as client:
+        await client.get_group_audiences("g")
+        clock.advance(61)
+        server.inject(403, group_id="g")
+        with pytest.raises(PermissionDeniedError):
+            await client.get_group_audiences("g")
+        clock.advance(100)
+        server.inject(503, group_id="g")
+        with pytest.raises(ServerError):
+            await client.get_group_audiences("g")
+        assert client.cache_stats.stale_served == 0
+
+
+async def test_no_stale_serving_by_default(server: MockFanfareServer, clock: FakeClock) -> None:
+    """stale_if_error defaults to 0: an expired entry is never served."""
+    server.set_group("g", [audience_json(1, 60)])
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences("g")
+        clock.advance(61)
+        server.inject(Fault.drop(), Fault.drop(), group_id="g")
+        with pytest.raises(TransportError):
+            await client.get_group_audiences("g")
+
+
+async def test_use_cache_false_bypasses_reads_but_stores(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """use_cache=False always asks the server, and what it gets is then cached."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences(group, use_cache=False)
+        await client.get_group_audiences(group, use_cache=False)
+        assert server.request_count(group) == 2
+        await client.get_group_audiences(group)
+        assert server.request_count(group) == 2
+        assert client.cache_stats.hits == 1
+
+
+async def test_invalidate_and_clear(server: MockFanfareServer, clock: FakeClock) -> None:
+    """invalidate drops one group, clear_cache all of them."""
+    a, b = server.group_ids[:2]
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+        await client.invalidate(a.upper())
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+        assert (server.request_count(a), server.request_count(b)) == (2, 1)
+        await client.clear_cache()
+        assert client.cache_stats.size == 0
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+    assert (server.request_count(a), server.request_count(b)) == (3, 2)
+
+
+async def test_invalidate_during_fetch_keeps_old_answer_out(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A fetch in flight when its group is invalidated does not store its answer."""
+    group = server.group_ids[0]
+    server.pause()
+    async with cached_client(server, clock) as client:
+        pending = asyncio.ensure_future(client.get_group_audiences(group))
+        await server.wait_for_requests(1)
+        await client.invalidate(group)
+        server.resume()
+        assert await pending
+        await client.get_group_audiences(group)
+    assert server.request_count(group) == 2
+
+
+async def test_lru_eviction_at_maxsize(server: MockFanfareServer, clock: FakeClock) -> None:
+    """The least recently used group goes first; a hit counts as a use."""
+    a, b, c = server.group_ids[:3]
+    async with cached_client(server, clock, cache_maxsize=2) as client:
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+        await client.get_group_audiences(a)  # a is now more recent than b
+        await client.get_group_audiences(c)  # evicts b
+        stats = client.cache_stats
+        assert (stats.size, stats.evictions) == (2, 1)
+        await client.get_group_audiences(a)
+        assert server.request_count(a) == 1
+        await client.get_group_audiences(b)
+        assert server.request_count(b) == 2
+
+
+async def test_lru_order_follows_latest_hits(server: MockFanfareServer, clock: FakeClock) -> None:
+    """Hits in the order b, a make b the least recently used."""
+    a, b, c = server.group_ids[:3]
+    async with cached_client(server, clock, cache_maxsize=2) as client:
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+        await client.get_group_audiences(b)
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(c)  # evicts b
+        await client.get_group_audiences(a)
+    assert (server.request_count(a), server.request_count(b)) == (1, 1)
+    assert server.request_count(c) == 1
+
+
+async def test_cache_maxsize_zero_disables_caching(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """cache_maxsize=0 means every lookup asks the server."""
+    async with cached_client(server, clock, cache_maxsize=0) as client:
+        await client.get_group_audiences(server.group_ids[0])
+        await client.get_group_audiences(server.group_ids[0])
+        assert client.cache_stats.size == 0
+    assert server.total_requests == 2
+
+
+async def test_closed_client_does_not_serve_hits(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """After aclose() even a cached group raises FanfareClientClosedError."""
+    client = FanfareClient(server.secret_key, base_url=server.url, clock=clock)
+    await client.get_group_audiences(server.group_ids[0])
+    await client.aclose()
+    with pytest.raises(FanfareClientClosedError):
+        await client.get_group_audiences(server.group_ids[0])
