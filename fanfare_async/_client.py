@@ -44,7 +44,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._expiry import group_ttl
-from ._fanout import BulkIterator, GroupIds
+from ._fanout import BulkIterator, GroupIds, cancelling
 from ._ids import canonical_group_id, encode_path_segment
 from ._models import Audience, decode_group_audiences
 from ._ratelimit import RateLimiter, RateLimitState
@@ -52,13 +52,6 @@ from ._retry import parse_http_date
 from ._transport import Transport
 
 logger = logging.getLogger("fanfare_async")
-
-
-def _cancelling() -> bool:
-    """Whether the current task has a cancellation pending (best effort on 3.10)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling()) if cancelling is not None else False
 
 
 class FanfareClient:
@@ -267,7 +260,7 @@ class FanfareClient:
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
-            if task.cancelled() and self._closed and not _cancelling():
+            if task.cancelled() and self._closed and not cancelling():
                 raise FanfareClientClosedError(
                     "the client was closed while the request was in flight"
                 ) from None

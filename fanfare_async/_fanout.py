@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ._exceptions import FanfareClientClosedError, FanfareError
 from ._models import Audience
@@ -52,8 +52,75 @@ def _key_of(group_id: object) -> object:
     return str(group_id) if isinstance(group_id, uuid.UUID) else group_id
 
 
+class _Run:
+    """The work of one bulk run, driven by the runner task.
+
+    It holds no reference to the :class:`BulkIterator` handle, so dropping the
+    handle (``break``) lets it be collected and cancel the runner.
+    """
+
+    def __init__(
+        self,
+        lookup: Lookup,
+        source: GroupIds,
+        concurrency: int,
+        on_seen: Callable[[Any], None] | None,
+        progress: BulkProgress,
+        results: MemoryObjectSendStream[tuple[Any, Result]],
+    ) -> None:
+        self.lookup = lookup
+        self.source = source
+        self.concurrency = concurrency
+        self.on_seen = on_seen
+        self.progress = progress
+        self.results = results
+        self.idle = 0
+
+    async def run(self) -> None:
+        """Feed ids to at most ``concurrency`` workers; results go to the handle."""
+        ids_send, ids_receive = anyio.create_memory_object_stream[Any](0)
+        try:
+            async with self.results, ids_receive, anyio.create_task_group() as tg, ids_send:
+                workers = 0
+                seen: set[Any] = set()
+                async for group_id in _aiter(self.source):
+                    key = _key_of(group_id)
+                    if key in seen:
+                        self.progress.duplicates += 1
+                        continue
+                    seen.add(key)
+                    if self.on_seen is not None:
+                        self.on_seen(key)
+                    if self.idle == 0 and workers < self.concurrency:
+                        workers += 1
+                        tg.start_soon(self.work, ids_receive)
+                    self.progress.started += 1
+                    await ids_send.send(group_id)
+        except BaseExceptionGroup as group:
+            raise _single(group) from None
+
+    async def work(self, ids: MemoryObjectReceiveStream[Any]) -> None:
+        """One worker: look ids up until the input ends."""
+        while True:
+            self.idle += 1
+            try:
+                group_id = await ids.receive()
+            except anyio.EndOfStream:
+                return
+            finally:
+                self.idle -= 1
+            result, hit = await self.lookup(group_id)
+            if hit:
+                self.progress.cache_hits += 1
+            await self.results.send((_key_of(group_id), result))
+
+
 class BulkIterator:
-    """Async iterator of ``(group_id, audiences or error)`` in completion order."""
+    """Async iterator of ``(group_id, audiences or error)`` in completion order.
+
+    ``progress`` holds live counters. Use ``aclose()`` (or ``async with``) to
+    stop early explicitly; leaving an ``async for`` early also stops all work.
+    """
 
     def __init__(
         self,
@@ -64,23 +131,13 @@ class BulkIterator:
         on_seen: Callable[[Any], None] | None = None,
         register: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
-        self._lookup = lookup
-        self._source = group_ids
-        self._concurrency = concurrency
-        self._on_seen = on_seen
-        self._register = register
         send, receive = anyio.create_memory_object_stream[tuple[Any, Result]](concurrency)
-        self._send: MemoryObjectSendStream[tuple[Any, Result]] | None = send
         self._receive = receive
+        self._register = register
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
-        total = None
-        if hasattr(group_ids, "__len__"):
-            try:
-                total = len(group_ids)  # type: ignore[arg-type]
-            except TypeError:
-                total = None
-        self.progress = BulkProgress(total=total)
+        self.progress = BulkProgress(total=_length(group_ids))
+        self._run: _Run | None = _Run(lookup, group_ids, concurrency, on_seen, self.progress, send)
 
     def __aiter__(self) -> BulkIterator:
         return self
@@ -88,8 +145,9 @@ class BulkIterator:
     async def __anext__(self) -> tuple[Any, Result]:
         if self._closed:
             raise StopAsyncIteration
-        if self._runner is None:
-            self._runner = asyncio.get_running_loop().create_task(self._run())
+        if self._run is not None:
+            self._runner = asyncio.get_running_loop().create_task(self._run.run())
+            self._run = None
             if self._register is not None:
                 self._register(self._runner)
         try:
@@ -110,17 +168,29 @@ class BulkIterator:
         return item
 
     async def _finish(self) -> None:
-        """The input is exhausted: surface any failure of the runner itself."""
+        """No more results: surface the runner's own failure, if any."""
         self._closed = True
+        self._receive.close()
         runner = self._runner
-        if runner is not None:
+        if runner is None:
+            return
+        try:
             await runner
+        except asyncio.CancelledError:
+            if not cancelling():  # cancelled from outside: the client was closed
+                raise FanfareClientClosedError(
+                    "the client was closed during the bulk lookup"
+                ) from None
+            raise
 
     def _cancel(self) -> None:
         self._closed = True
+        self._receive.close()
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()
-        self._receive.close()
+        if self._run is not None:  # never started: close its stream
+            self._run.results.close()
+            self._run = None
 
     async def aclose(self) -> None:
         """Stop every worker and wait until they are gone."""
@@ -141,53 +211,22 @@ class BulkIterator:
         await self.aclose()
 
     def __del__(self) -> None:
-        # `break` out of `async for` drops the iterator: stop the workers now.
-        if self._runner is not None and not self._runner.done():
-            self._runner.cancel()
+        # Leaving `async for` early drops the handle: stop the workers now.
+        self._cancel()
 
-    async def _run(self) -> None:
-        send = self._send
-        assert send is not None
-        self._send = None
-        try:
-            async with send, anyio.create_task_group() as tg:
-                ids_send, ids_receive = anyio.create_memory_object_stream[Any](0)
-                idle = 0
-                workers = 0
 
-                async def work() -> None:
-                    nonlocal idle
-                    async with send.clone() as results:
-                        while True:
-                            idle += 1
-                            try:
-                                group_id = await ids_receive.receive()
-                            except anyio.EndOfStream:
-                                return
-                            finally:
-                                idle -= 1
-                            result, hit = await self._lookup(group_id)
-                            if hit:
-                                self.progress.cache_hits += 1
-                            await results.send((_key_of(group_id), result))
+def cancelling() -> bool:
+    """Whether the current task has a cancellation pending (always False on 3.10)."""
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return bool(cancelling()) if cancelling is not None else False
 
-                async with ids_send, ids_receive:
-                    seen: set[Any] = set()
-                    async for group_id in _aiter(self._source):
-                        key = _key_of(group_id)
-                        if key in seen:
-                            self.progress.duplicates += 1
-                            continue
-                        seen.add(key)
-                        if self._on_seen is not None:
-                            self._on_seen(key)
-                        if idle == 0 and workers < self._concurrency:
-                            workers += 1
-                            tg.start_soon(work)
-                        self.progress.started += 1
-                        await ids_send.send(group_id)
-        except BaseExceptionGroup as group:
-            raise _single(group) from None
+
+def _length(group_ids: GroupIds) -> int | None:
+    try:
+        return len(group_ids)  # type: ignore[arg-type]
+    except TypeError:
+        return None
 
 
 def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:

@@ -157,8 +157,6 @@ class Fault:
         return cls(status=200, kind="delay", delay=seconds)
 
 
-
-
 @dataclass(frozen=True)
 class RecordedRequest:
     """One request as the server saw it."""
