@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from ._config import RateLimit
 from ._exceptions import RateLimitError
 
+# Float slack so that 0.9999999 refilled tokens count as one.
+_ONE = 1.0 - 1e-9
 # A reset header below this is taken as seconds-from-now rather than a Unix time.
 _DELTA_RESET_BELOW = 1_000_000_000.0
 
@@ -57,9 +59,13 @@ def _reset_header(value: str | None, now: float) -> float | None:
 class RateLimiter:
     """Decides when the next request of a client may go out.
 
-    A token bucket (when a :class:`RateLimit` is set) paces requests; a
-    ``X-RateLimit-Remaining: 0`` or a 429 pauses every new request of the
-    client until the server's reset, so tasks do not back off one by one.
+    Three rules, all client-wide so that tasks never back off one by one:
+
+    - a token bucket (when a :class:`RateLimit` is set) paces requests;
+    - the server's window: after a response says ``X-RateLimit-Remaining: r``
+      until ``X-RateLimit-Reset``, at most ``r`` minus the requests still in
+      flight go out before that reset (``r = 0`` holds everything until it);
+    - a 429 holds every new request for its ``Retry-After`` (or until the reset).
     """
 
     def __init__(
@@ -74,64 +80,69 @@ class RateLimiter:
         self._wall = wall
         self._tokens = float(limit.capacity) if limit else 0.0
         self._updated = monotonic()
-        self._paused_until = 0.0  # on the monotonic clock
+        self._paused_until = 0.0  # monotonic; a 429's hold
+        self._budget: int | None = None  # requests the server's window still allows
+        self._budget_until = 0.0  # monotonic time the server's window resets
+        self._in_flight = 0
         self._turn = asyncio.Lock()  # waiters queue up in FIFO order
         self._state = RateLimitState()
         self.waited_seconds = 0.0
 
     @property
     def state(self) -> RateLimitState:
-        """What the server said last, and whether the client is holding requests."""
-        paused = None
-        remaining = self._paused_until - self._monotonic()
-        if remaining > 0:
-            paused = self._wall() + remaining
+        """What the server said last, and until when the client holds requests."""
+        now = self._monotonic()
+        hold = self._hold(now)
+        paused = self._wall() + (hold - now) if hold > now else None
         if paused == self._state.paused_until:
             return self._state
         return RateLimitState(self._state.limit, self._state.remaining, self._state.reset, paused)
 
-    def _try_take(self, now: float) -> float:
-        """Take a token if one is free and return 0, else the seconds until one is."""
-        if now < self._paused_until:
-            return self._paused_until - now
-        limit = self._limit
-        if limit is None:
-            return 0.0
-        tokens = min(float(limit.capacity), self._tokens + (now - self._updated) * limit.rate)
-        self._updated = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return 0.0
-        self._tokens = tokens
-        return (1.0 - tokens) / limit.rate
+    def _hold(self, now: float) -> float:
+        """Monotonic time until which no request may go out (<= now: none)."""
+        hold = self._paused_until
+        if self._budget is not None:
+            if now >= self._budget_until:
+                self._budget = None  # the server's window is over
+            elif self._budget <= 0 and self._budget_until > hold:
+                hold = self._budget_until
+        return hold
 
-    def delay_if_acquired_now(self) -> float:
-        """Seconds a new request would wait now (0 when it could go at once)."""
-        now = self._monotonic()
-        if now < self._paused_until:
-            return self._paused_until - now
-        if self._limit is None:
-            return 0.0
-        tokens = self._tokens + (now - self._updated) * self._limit.rate
-        return 0.0 if tokens >= 1.0 else (1.0 - tokens) / self._limit.rate
+    def _try_take(self, now: float) -> float:
+        """Take a slot if one is free and return 0, else the seconds to wait for one."""
+        hold = self._hold(now)
+        if now < hold:
+            return hold - now
+        limit = self._limit
+        if limit is not None:
+            tokens = min(float(limit.capacity), self._tokens + (now - self._updated) * limit.rate)
+            self._updated = now
+            if tokens < _ONE:
+                self._tokens = tokens
+                return (1.0 - tokens) / limit.rate
+            self._tokens = tokens - 1.0
+        if self._budget is not None:
+            self._budget -= 1
+        self._in_flight += 1
+        return 0.0
 
     async def acquire(self, max_pause: float = math.inf) -> None:
-        """Wait until a request may be sent, and count it against the budget.
+        """Wait until a request may be sent, and count it; pair with :meth:`release`.
 
-        Raises RateLimitError at once when the server's pause would last longer
-        than ``max_pause`` seconds.
+        Raises RateLimitError at once when the server holds the client for
+        longer than ``max_pause`` seconds.
         """
         if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
             return
         async with self._turn:
             while True:
                 now = self._monotonic()
-                pause = self._paused_until - now
-                if pause > max_pause:
+                held = self._hold(now) - now
+                if held > max_pause:
                     raise RateLimitError(
-                        f"the server's rate limit holds requests for {pause:.1f}s, "
+                        f"the server's rate limit holds requests for {held:.1f}s, "
                         f"longer than max_retry_wait={max_pause:g}s",
-                        retry_after=pause,
+                        retry_after=held,
                         status_code=429,
                     )
                 wait = self._try_take(now)
@@ -140,28 +151,39 @@ class RateLimiter:
                 self.waited_seconds += wait
                 await asyncio.sleep(wait)
 
+    def release(self) -> None:
+        """A request sent after :meth:`acquire` has its answer (or failed)."""
+        self._in_flight -= 1
+
     def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
-        """Learn from a response's rate-limit headers; pause the client when told to."""
+        """Learn from a response's headers (call before :meth:`release`)."""
         limit = headers.get("X-RateLimit-Limit")
         remaining = headers.get("X-RateLimit-Remaining")
         reset = headers.get("X-RateLimit-Reset")
+        if limit is None and remaining is None and reset is None and status != 429:
+            return
         wall_now = self._wall()
+        now = self._monotonic()
+        state = RateLimitState(
+            _int_header(limit), _int_header(remaining), _reset_header(reset, wall_now), None
+        )
         if limit is not None or remaining is not None or reset is not None:
-            self._state = RateLimitState(
-                _int_header(limit),
-                _int_header(remaining),
-                _reset_header(reset, wall_now),
-                None,
-            )
-        hold: float | None = None
+            self._state = state
+        if state.remaining is not None and state.reset is not None and state.reset > wall_now:
+            until = now + (state.reset - wall_now)
+            # Requests still in flight (other than this one) may not be counted yet.
+            allowance = state.remaining - max(self._in_flight - 1, 0)
+            same_window = self._budget is not None and abs(until - self._budget_until) < 0.5
+            if same_window and self._budget is not None:
+                allowance = min(allowance, self._budget)
+            if same_window or until > self._budget_until:
+                self._budget, self._budget_until = allowance, until
         if status == 429:
             hold = retry_after
-            if hold is None and self._state.reset is not None:
-                hold = self._state.reset - wall_now
-        elif self._state.remaining == 0 and self._state.reset is not None and remaining:
-            hold = self._state.reset - wall_now
-        if hold is not None and hold > 0:
-            self.pause(hold)
+            if hold is None and state.reset is not None:
+                hold = state.reset - wall_now
+            if hold is not None and hold > 0:
+                self.pause(hold)
 
     def pause(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` (never shortens an existing pause)."""

@@ -145,7 +145,10 @@ class Transport:
             session = self._get_session()
             await self._limiter.acquire(self._config.max_retry_wait)
             try:
-                return await self._attempt(session, request_url, url)
+                try:
+                    return await self._attempt(session, request_url, url)
+                finally:
+                    self._limiter.release()
             except TransportError as exc:
                 if not _is_retryable_transport_error(exc) or attempt >= max_retries:
                     raise

@@ -1,0 +1,75 @@
+"""Benchmark 2: end-to-end lookups without the cache, client CPU per request.
+
+Each contender runs in a fresh client process per round (clean ``getrusage``),
+pinned to one core while the throughput server runs pinned to the other.
+"""
+
+from __future__ import annotations
+
+from ._common import SEED, Section, Sizes, Target, median_ratio, rotated, run_json, split_cores
+from ._procs import ServerProcess
+
+FANFARE = "fanfare_async iter_group_audiences"
+FLOOR = "aiohttp + msgspec loop (floor)"
+BARE = "aiohttp, no decoding"
+HTTPX = "httpx.AsyncClient + pydantic v2"
+CONTENDERS = {FANFARE: "fanfare", FLOOR: "floor", BARE: "bare", HTTPX: "httpx"}
+CPU = "client CPU µs/req"
+RATE = "req/s"
+CONCURRENCY = 64
+
+
+def loops() -> list[str]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return ["asyncio"]
+    return ["asyncio", "uvloop"]
+
+
+def run(sizes: Sizes) -> Section:
+    section = Section("e2e")
+    client_cpu, server_cpu = split_cores()
+    n = sizes.e2e_requests
+    with ServerProcess("minimal", cpu=server_cpu) as server:
+        for round_no in range(sizes.e2e_rounds):
+            for loop in loops():
+                case = f"{loop}, {n} ids, concurrency {CONCURRENCY}"
+                for name in rotated(list(CONTENDERS), round_no):
+                    argv = [
+                        "-m", "benchmarks._loadgen", CONTENDERS[name],
+                        "--url", server.url, "--key", server.secret_key,
+                        "--seed", str(SEED + round_no), "--count", str(n),
+                        "--warmup", str(sizes.e2e_warmup), "--concurrency", str(CONCURRENCY),
+                        "--cache-maxsize", "0", "--loop", loop,
+                    ]  # fmt: skip
+                    if client_cpu is not None:
+                        argv += ["--cpu", str(client_cpu)]
+                    report = run_json(argv, timeout=600)
+                    if report.get("escaped") or report["errors"]:
+                        raise RuntimeError(f"{name} ({loop}) failed: {report}")
+                    cpu = (report["user"] + report["sys"]) / report["n"] * 1e6
+                    section.row(case, name, CPU, reference=FLOOR).samples.append(cpu)
+                    rate = report["n"] / report["wall"]
+                    section.row(case, name, RATE, reference=FLOOR).samples.append(rate)
+    section.pair_ratios()
+    for loop in loops():
+        case = f"{loop}, {n} ids, concurrency {CONCURRENCY}"
+        ours = section.find(case, FANFARE, CPU).samples
+        vs_floor = median_ratio(ours, section.find(case, FLOOR, CPU).samples)
+        section.targets.append(
+            Target(f"e2e {loop}: CPU/request <= 1.15x the aiohttp+msgspec floor",
+                   f"{vs_floor:.2f}x", vs_floor <= 1.15)
+        )
+        vs_httpx = median_ratio(section.find(case, HTTPX, CPU).samples, ours)
+        section.targets.append(
+            Target(f"e2e {loop}: >= 10x less CPU/request than httpx + pydantic",
+                   f"{vs_httpx:.1f}x less", vs_httpx >= 10.0)
+        )
+    section.notes.append(
+        "e2e: minimal aiohttp server (uvloop) in its own process on another core; each "
+        f"contender in a fresh client process per round after {sizes.e2e_warmup} warm-up "
+        "lookups; CPU = getrusage(RUSAGE_SELF) user+sys of the client around the timed part; "
+        "fanfare_async with rate_limit=None, cache_maxsize=0, max_connections=64."
+    )
+    return section
