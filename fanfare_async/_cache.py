@@ -83,7 +83,8 @@ class GroupCache:
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.entries: dict[str, Entry] = {}
+        self.entries: dict[str, Entry] = {}  # groups with audiences
+        self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
         self.recent: dict[str, float] = {}
         self.hits = 0
         self.misses = 0
@@ -102,8 +103,9 @@ class GroupCache:
     def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
         """Drop entries that cachetools removed from the read path."""
         for key, entry in items:
-            if self.entries.get(key) is entry:
-                del self.entries[key]
+            mirror = self.entries if entry.not_found is None else self.not_found
+            if mirror.get(key) is entry:
+                del mirror[key]
             self.recent.pop(key, None)
         if evicted:
             self.evictions += len(items)
@@ -131,13 +133,14 @@ class GroupCache:
         self._replay_recency()
         now = self.clock()
         self._lifetimes.expire(now)
-        previous = self.entries.get(key)
+        previous = self.entries.pop(key, None) or self.not_found.pop(key, None)
         if previous is not None and previous.expires <= now:
             self.expirations += 1  # replaced while inside its stale window
-        self.entries[key] = entry
+        mirror = self.entries if entry.not_found is None else self.not_found
+        mirror[key] = entry
         self._lifetimes[key] = entry
         if self._lifetimes.get(key) is not entry:  # expired on arrival (a zero TTL)
-            self.entries.pop(key, None)
+            mirror.pop(key, None)
 
     def stale(self, key: str, now: float) -> Entry | None:
         """The expired entry for ``key`` if it is still inside its stale window."""
@@ -145,7 +148,6 @@ class GroupCache:
         window = self.config.stale_if_error
         if (
             entry is None
-            or entry.not_found is not None
             or window <= 0
             or not entry.expires <= now < entry.expires + window
         ):
@@ -155,12 +157,14 @@ class GroupCache:
     def invalidate(self, key: str) -> None:
         """Forget one group."""
         self.entries.pop(key, None)
+        self.not_found.pop(key, None)
         self.recent.pop(key, None)
         self._lifetimes.pop(key, None)
 
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
         self.entries.clear()
+        self.not_found.clear()
         self.recent.clear()
         self._lifetimes.clear()
 
@@ -173,6 +177,6 @@ class GroupCache:
             stale_served=self.stale_served,
             evictions=self.evictions,
             expirations=self.expirations,
-            size=len(self.entries),
+            size=len(self.entries) + len(self.not_found),
             maxsize=self.config.maxsize,
         )

@@ -115,6 +115,7 @@ class FanfareClient:
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
         self._entries = self._cache.entries
+        self._recent = self._cache.recent
         self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[_Fetched]] = set()
         self._runners: set[asyncio.Task[None]] = set()
@@ -201,15 +202,14 @@ class FanfareClient:
         # keys, so a found key needs no validation; anything else takes _lookup.
         if use_cache:
             try:
-                entry = self._entries.get(group_id)  # type: ignore[arg-type]
-            except TypeError:  # unhashable: _lookup raises the proper TypeError
-                entry = None
-            if entry is not None and entry.not_found is None:
+                entry = self._entries[group_id]  # type: ignore[index]
+            except (KeyError, TypeError):  # a miss, another spelling, or unhashable
+                pass
+            else:
                 now = self._clock()
                 if now < entry.expires:
-                    cache = self._cache
-                    cache.hits += 1
-                    cache.recent[group_id] = now  # type: ignore[index]
+                    self._cache.hits += 1
+                    self._recent[group_id] = now  # type: ignore[index]
                     return list(entry.audiences)
         return await self._lookup(group_id, use_cache)
 
@@ -219,13 +219,15 @@ class FanfareClient:
         cache = self._cache
         if not use_cache:
             return list((await self._join(self._start_fetch(key))).audiences)
-        entry = cache.entries.get(key)
         now = self._clock()
+        entry = cache.entries.get(key)
         if entry is not None and now < entry.expires:
             cache.record_hit(key, now)
-            if entry.not_found is not None:
-                raise copy.copy(entry.not_found)
             return list(entry.audiences)
+        negative = cache.not_found.get(key)
+        if negative is not None and negative.not_found is not None and now < negative.expires:
+            cache.record_hit(key, now)
+            raise copy.copy(negative.not_found)
         flight = self._inflight.get(key)
         if flight is None:
             cache.misses += 1
