@@ -145,7 +145,7 @@ class Section:
 
 def paired(numerator: Sequence[float], denominator: Sequence[float]) -> list[float]:
     """Per-round ratios of two series measured in the same rounds."""
-    return [a / b for a, b in zip(numerator, denominator) if b]
+    return [a / b for a, b in zip(numerator, denominator, strict=True) if b]
 
 
 def median_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:

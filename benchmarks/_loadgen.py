@@ -7,7 +7,8 @@
 errors, unhandled exceptions and peak RSS.
 
 Contenders:
-- ``fanfare``: ``FanfareClient.iter_group_audiences`` (no rate limit, cache per ``--cache-maxsize``);
+- ``fanfare``: ``FanfareClient.iter_group_audiences`` (no rate limit by default, cache of
+  ``--cache-maxsize``);
 - ``floor``: one aiohttp ``ClientSession``, N workers, ``msgspec`` decode into the package's
   ``Audience`` struct: the least a client can do;
 - ``bare``: the same loop without decoding;
@@ -38,8 +39,7 @@ Runner = Callable[[list[str]], Awaitable[Counter[str]]]
 def _audience_decoder() -> Callable[[bytes], Any]:
     import msgspec
 
-    from fanfare_async import Audience
-    from fanfare_async import _models
+    from fanfare_async import Audience, _models
 
     # Audience has read-only mapping fields that need the package's decode hook.
     hook = getattr(_models, "_dec_hook", None)
@@ -90,7 +90,8 @@ async def _with_httpx(args: argparse.Namespace, measure: Any) -> Any:
 
     prefix = args.url + "/audiences/groups/"
     headers = {"Authorization": f"Bearer {args.key}", "Accept": "application/json"}
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
+    size = args.concurrency
+    limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     async with httpx.AsyncClient(limits=limits, timeout=30.0) as client:
 
         async def make_runner(errors: Counter[str]) -> Callable[[str], Awaitable[None]]:
@@ -166,6 +167,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
         gc.collect()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
+        report["t0_unix"] = time.time()
         t0 = time.perf_counter()
         try:
             await go(ids)

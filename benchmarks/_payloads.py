@@ -12,14 +12,14 @@ TYPICAL_AUDIENCES = 8
 LARGE_AUDIENCES = 100
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def typical_body() -> bytes:
     """One group of 8 audiences (~23 KB)."""
     gid = group_ids(SEED, 1)[0]
     return encode_group(generate_group(SEED, gid, TYPICAL_AUDIENCES))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def large_body() -> bytes:
     """One group of 100 audiences (~290 KB)."""
     gid = group_ids(SEED + 1, 1)[0]

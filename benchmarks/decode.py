@@ -65,7 +65,8 @@ def run(sizes: Sizes) -> Section:
     for case, body in payloads.items():
         # Same result for the typed decoders: all must accept the body.
         assert len(decode_group_audiences(body)) == len(PYDANTIC_GROUP.validate_json(body))
-        numbers = {name: _calibrate(fn, body, sizes.decode_seconds) for name, fn in DECODERS.items()}
+        seconds = sizes.decode_seconds
+        numbers = {name: _calibrate(fn, body, seconds) for name, fn in DECODERS.items()}
         for name in DECODERS:
             section.row(case, name, UNIT, reference=OURS)
         for round_no in range(sizes.decode_rounds):
@@ -77,13 +78,19 @@ def run(sizes: Sizes) -> Section:
         ours = section.find(case, OURS, UNIT).samples
         pyd = median_ratio(section.find(case, PYDANTIC, UNIT).samples, ours)
         section.targets.append(
-            Target(f"decode {case.split()[0]}: >= 4x faster than pydantic v2",
-                   f"{pyd:.2f}x faster", pyd >= 4.0)
+            Target(
+                f"decode {case.split()[0]}: >= 4x faster than pydantic v2",
+                f"{pyd:.2f}x faster",
+                pyd >= 4.0,
+            )
         )
         orj = median_ratio(ours, section.find(case, ORJSON, UNIT).samples)
         section.targets.append(
-            Target(f"decode {case.split()[0]}: no slower than untyped orjson",
-                   f"{orj:.2f}x orjson's time", orj <= 1.0)
+            Target(
+                f"decode {case.split()[0]}: no slower than untyped orjson",
+                f"{orj:.2f}x orjson's time",
+                orj <= 1.0,
+            )
         )
     section.notes.append(
         "decode: ratio = contender time / fanfare_async time in the same round (median over "

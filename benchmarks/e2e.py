@@ -58,13 +58,19 @@ def run(sizes: Sizes) -> Section:
         ours = section.find(case, FANFARE, CPU).samples
         vs_floor = median_ratio(ours, section.find(case, FLOOR, CPU).samples)
         section.targets.append(
-            Target(f"e2e {loop}: CPU/request <= 1.15x the aiohttp+msgspec floor",
-                   f"{vs_floor:.2f}x", vs_floor <= 1.15)
+            Target(
+                f"e2e {loop}: CPU/request <= 1.15x the aiohttp+msgspec floor",
+                f"{vs_floor:.2f}x",
+                vs_floor <= 1.15,
+            )
         )
         vs_httpx = median_ratio(section.find(case, HTTPX, CPU).samples, ours)
         section.targets.append(
-            Target(f"e2e {loop}: >= 10x less CPU/request than httpx + pydantic",
-                   f"{vs_httpx:.1f}x less", vs_httpx >= 10.0)
+            Target(
+                f"e2e {loop}: >= 10x less CPU/request than httpx + pydantic",
+                f"{vs_httpx:.1f}x less",
+                vs_httpx >= 10.0,
+            )
         )
     section.notes.append(
         "e2e: minimal aiohttp server (uvloop) in its own process on another core; each "

@@ -64,7 +64,8 @@ def _translate_errors(url: str) -> Iterator[None]:
     except aiohttp.ClientConnectorError as exc:
         raise TransportError(f"{_METHOD} {url}: cannot connect ({exc.os_error})") from exc
     except aiohttp.ClientResponseError as exc:
-        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from exc
+        # Not chained: its request_info carries the request headers, Authorization included.
+        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from None
     except (aiohttp.ClientError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"{_METHOD} {url}: connection failed ({detail})") from exc
