@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import __about__
@@ -64,11 +64,21 @@ def _translate_errors(url: str) -> Iterator[None]:
     except aiohttp.ClientConnectorError as exc:
         raise TransportError(f"{_METHOD} {url}: cannot connect ({exc.os_error})") from exc
     except aiohttp.ClientResponseError as exc:
-        # Not chained: its request_info carries the request headers, Authorization included.
-        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from None
+        _redact_request_info(exc)
+        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from exc
     except (aiohttp.ClientError, OSError) as exc:
         detail = str(exc) or type(exc).__name__
         raise TransportError(f"{_METHOD} {url}: connection failed ({detail})") from exc
+
+
+def _redact_request_info(exc: aiohttp.ClientResponseError) -> None:
+    """aiohttp keeps the request's headers on the error: drop the Authorization one."""
+    info = exc.request_info
+    headers = CIMultiDict(info.headers)
+    headers.popall("Authorization", None)
+    exc.request_info = aiohttp.RequestInfo(
+        info.url, info.method, CIMultiDictProxy(headers), info.real_url
+    )
 
 
 def _is_retryable_transport_error(exc: TransportError) -> bool:

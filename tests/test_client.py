@@ -546,3 +546,32 @@ async def test_cancelling_a_caller_leaves_no_task_or_warning(server: MockFanfare
             await task
         server.resume()
     assert not client._tasks
+
+
+async def test_garbage_http_response_is_transport_error_without_secret() -> None:
+    """A peer that is not speaking HTTP gives TransportError; no chained object holds the key."""
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: nope\r\n\r\n[]")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(garbage, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with FanfareClient(
+            SECRET, base_url=f"http://127.0.0.1:{port}/api", max_retries=0, rate_limit=None
+        ) as client:
+            with pytest.raises(TransportError) as info:
+                await client.get_group_audiences("g")
+    finally:
+        server.close()
+        await server.wait_closed()
+    exc: BaseException | None = info.value
+    while exc is not None:
+        assert SECRET not in repr(exc)
+        assert SECRET not in repr(vars(exc)) if hasattr(exc, "__dict__") else True
+        request_info = getattr(exc, "request_info", None)
+        assert request_info is None or SECRET not in repr(request_info)
+        exc = exc.__cause__ or exc.__context__
