@@ -144,6 +144,11 @@ class FanfareClient:
         return self._closed
 
     @property
+    def rate_limit_wait_seconds(self) -> float:
+        """Total seconds requests of this client have waited on the rate limiter."""
+        return self._limiter.waited_seconds
+
+    @property
     def rate_limit_state(self) -> RateLimitState:
         """The rate-limit headers as last seen, and whether the client is holding requests."""
         return self._limiter.state
@@ -291,6 +296,21 @@ class FanfareClient:
         except FanfareError as exc:
             return exc, hit
 
+    def _bulk_peek(self, group_id: Any) -> list[Audience] | None:
+        """A fresh cached answer for one id of a bulk run, counted as a hit; else None."""
+        try:
+            key = canonical_group_id(group_id)
+        except (TypeError, InvalidGroupIdError):
+            return None
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        now = self._clock()
+        if now >= entry.expires:
+            return None
+        self._cache.record_hit(key, now)
+        return list(entry.audiences)
+
     def _bulk_concurrency(self, concurrency: int | None) -> int:
         if concurrency is None:
             return self._max_connections
@@ -313,6 +333,7 @@ class FanfareClient:
         self._check_open()
         return BulkIterator(
             self._bulk_lookup,
+            self._bulk_peek,
             group_ids,
             concurrency=self._bulk_concurrency(concurrency),
             register=self._register_runner,
@@ -332,6 +353,7 @@ class FanfareClient:
 
         async with BulkIterator(
             self._bulk_lookup,
+            self._bulk_peek,
             group_ids,
             concurrency=self._bulk_concurrency(concurrency),
             on_seen=on_seen,

@@ -31,6 +31,8 @@ GroupIds: TypeAlias = Iterable[str | uuid.UUID] | AsyncIterable[str | uuid.UUID]
 Result: TypeAlias = list[Audience] | FanfareError
 #: Looks one id up: its result, and whether the cache answered it.
 Lookup = Callable[[Any], Awaitable[tuple[Result, bool]]]
+#: A fresh cached answer for one id, without waiting, or None.
+Peek = Callable[[Any], "list[Audience] | None"]
 
 
 @dataclass
@@ -62,6 +64,7 @@ class _Run:
     def __init__(
         self,
         lookup: Lookup,
+        peek: Peek,
         source: GroupIds,
         concurrency: int,
         on_seen: Callable[[Any], None] | None,
@@ -69,6 +72,7 @@ class _Run:
         results: MemoryObjectSendStream[tuple[Any, Result]],
     ) -> None:
         self.lookup = lookup
+        self.peek = peek
         self.source = source
         self.concurrency = concurrency
         self.on_seen = on_seen
@@ -77,7 +81,11 @@ class _Run:
         self.idle = 0
 
     async def run(self) -> None:
-        """Feed ids to at most ``concurrency`` workers; results go to the handle."""
+        """Answer cached ids at once; feed the others to at most ``concurrency`` workers.
+
+        The hand-off to workers is unbuffered, so no more than ``concurrency``
+        ids are ever taken from the input ahead of their answers being read.
+        """
         ids_send, ids_receive = anyio.create_memory_object_stream[Any](0)
         try:
             async with self.results, ids_receive, anyio.create_task_group() as tg, ids_send:
@@ -91,13 +99,22 @@ class _Run:
                     seen.add(key)
                     if self.on_seen is not None:
                         self.on_seen(key)
+                    self.progress.started += 1
+                    cached = self.peek(group_id)
+                    if cached is not None:
+                        self.progress.cache_hits += 1
+                        await self._deliver((key, cached))
+                        continue
                     if self.idle == 0 and workers < self.concurrency:
                         workers += 1
                         tg.start_soon(self.work, ids_receive)
-                    self.progress.started += 1
                     await ids_send.send(group_id)
         except BaseExceptionGroup as group:
-            raise _single(group) from None
+            failure = _single(group)
+            if not isinstance(failure, anyio.BrokenResourceError):
+                raise failure from None
+        except anyio.BrokenResourceError:
+            pass  # the consumer stopped reading: nothing left to do
 
     async def work(self, ids: MemoryObjectReceiveStream[Any]) -> None:
         """One worker: look ids up until the input ends."""
@@ -112,7 +129,14 @@ class _Run:
             result, hit = await self.lookup(group_id)
             if hit:
                 self.progress.cache_hits += 1
-            await self.results.send((_key_of(group_id), result))
+            await self._deliver((_key_of(group_id), result))
+
+    async def _deliver(self, item: tuple[Any, Result]) -> None:
+        """Queue a result; only wait (and yield) when the consumer's buffer is full."""
+        try:
+            self.results.send_nowait(item)
+        except anyio.WouldBlock:
+            await self.results.send(item)
 
 
 class BulkIterator:
@@ -125,6 +149,7 @@ class BulkIterator:
     def __init__(
         self,
         lookup: Lookup,
+        peek: Peek,
         group_ids: GroupIds,
         *,
         concurrency: int,
@@ -137,7 +162,9 @@ class BulkIterator:
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self.progress = BulkProgress(total=_length(group_ids))
-        self._run: _Run | None = _Run(lookup, group_ids, concurrency, on_seen, self.progress, send)
+        self._run: _Run | None = _Run(
+            lookup, peek, group_ids, concurrency, on_seen, self.progress, send
+        )
 
     def __aiter__(self) -> BulkIterator:
         return self
@@ -151,7 +178,10 @@ class BulkIterator:
             if self._register is not None:
                 self._register(self._runner)
         try:
-            item = await self._receive.receive()
+            try:
+                item = self._receive.receive_nowait()  # no scheduler round-trip when ready
+            except anyio.WouldBlock:
+                item = await self._receive.receive()
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             await self._finish()
             raise StopAsyncIteration from None
