@@ -1,0 +1,8 @@
+"""``python -m fanfare_async``: the ``fanfare-async`` command."""
+
+import sys
+
+from ._cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())
