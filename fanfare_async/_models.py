@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Union
 
 import msgspec
 
 from ._exceptions import FanfareDecodeError
+from ._frozen_json import FrozenArray, FrozenObject, thaw
 
 __all__ = [
     "Audience",
@@ -80,38 +80,6 @@ class SyncStatus(_OpenStrEnum):
     PENDING = "PENDING"
 
 
-class FrozenObject(Mapping[str, Any]):
-    """A read-only JSON object (``metadata``, ``sourceData``); nested objects are
-    frozen too and arrays become tuples."""
-
-    __slots__ = ("_data",)
-
-    def __init__(self, data: Mapping[str, Any] | None = None) -> None:
-        self._data: dict[str, Any] = dict(data or {})
-
-    def __getitem__(self, key: str) -> Any:
-        return self._data[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._data)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __repr__(self) -> str:
-        return f"FrozenObject({self._data!r})"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A mutable deep copy, with tuples as lists."""
-        return {k: _thaw(v) for k, v in self._data.items()}
-
-
-class FrozenArray(tuple[Any, ...]):
-    """A read-only JSON array whose objects are frozen too."""
-
-    __slots__ = ()
-
-
 class _Model(
     msgspec.Struct,
     frozen=True,
@@ -128,7 +96,7 @@ class ImportRowError(_Model, frozen=True):
     """One rejected row of an audience import; ``issues`` are free-form JSON values."""
 
     row: int | None = None
-    issues: FrozenArray = FrozenArray()
+    issues: FrozenArray = msgspec.field(default_factory=FrozenArray)
 
 
 class AudienceImport(_Model, frozen=True):
@@ -209,36 +177,15 @@ class Audience(_Model, frozen=True):
     updated_by: str | None = None
 
 
-_EMPTY_OBJECT = FrozenObject()
-
-
-def _freeze(value: JSONValue) -> JSONValue:
-    if isinstance(value, dict):
-        if not value:
-            return _EMPTY_OBJECT
-        return FrozenObject({k: _freeze(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: JSONValue) -> JSONValue:
-    if isinstance(value, FrozenObject):
-        return value.to_dict()
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
 def _dec_hook(type_: type, obj: Any) -> Any:
-    if type_ is FrozenArray:
-        if not isinstance(obj, list):
-            raise ValueError(f"Expected `array`, got `{type(obj).__name__}`")
-        return FrozenArray(_freeze(v) for v in obj)
     if type_ is FrozenObject:
-        if not isinstance(obj, dict):
+        if type(obj) is not dict:
             raise ValueError(f"Expected `object`, got `{type(obj).__name__}`")
-        return _freeze(obj)
+        return FrozenObject._wrap(obj)
+    if type_ is FrozenArray:
+        if type(obj) is not list:
+            raise ValueError(f"Expected `array`, got `{type(obj).__name__}`")
+        return FrozenArray._wrap(obj)
     raise NotImplementedError(type_)  # pragma: no cover - no other custom types
 
 
@@ -254,10 +201,8 @@ _SYNC_DATETIMES = ("createdAt", "updatedAt", "lastSyncedAt")
 
 
 def _enc_hook(obj: Any) -> Any:
-    if isinstance(obj, FrozenObject):
-        return obj.to_dict()
-    if isinstance(obj, tuple):
-        return list(obj)
+    if isinstance(obj, (FrozenObject, FrozenArray)):
+        return thaw(obj)
     raise NotImplementedError(f"cannot encode {type(obj).__name__}")
 
 

@@ -25,6 +25,7 @@ from fanfare_async import (
     SyncStatus,
     decode_group_audiences,
 )
+from fanfare_async._models import encode_audiences
 
 EXAMPLE = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
 UTC = timezone.utc
@@ -214,12 +215,13 @@ def test_decoded_models_are_not_tracked_by_gc() -> None:
 
 
 def test_models_round_trip_to_the_wire_names() -> None:
-    """Attributes are snake_case, the wire names camelCase."""
+    """Attributes are snake_case, the wire names camelCase; encoding gives the body back."""
     [audience] = decode_group_audiences(EXAMPLE)
-    wire = msgspec.to_builtins(audience, enc_hook=lambda o: dict(o))
+    [wire] = msgspec.json.decode(encode_audiences([audience]))
     assert "refreshIntervalSeconds" in wire
     assert "organizationId" in wire
     assert wire["primarySyncSource"]["syncStatus"] == "PENDING"
+    assert decode_group_audiences(encode_audiences([audience])) == [audience]
 
 
 _json = st.recursive(
@@ -258,3 +260,26 @@ def test_any_bytes_decode_or_raise_the_typed_error(body: bytes) -> None:
     except FanfareDecodeError:
         return
     assert isinstance(result, list)
+
+
+def test_frozen_views_compare_hash_and_copy() -> None:
+    """Free-form JSON reads like dicts and lists, hashes, and thaws into mutable copies."""
+    data = example()
+    data[0]["metadata"] = {"tags": ["a", {"deep": [1, 2]}], "n": None}
+    [audience] = decode_group_audiences(encode(data))
+    [again] = decode_group_audiences(encode(data))
+    assert audience == again
+    assert hash(audience) == hash(again)
+    metadata = audience.metadata
+    assert metadata is not None
+    assert metadata == {"tags": ["a", {"deep": [1, 2]}], "n": None}
+    assert "tags" in metadata
+    assert list(metadata) == ["tags", "n"]
+    tags = metadata["tags"]
+    assert tags[1]["deep"][::-1] == [2, 1]
+    assert [type(t).__name__ for t in tags] == ["str", "FrozenObject"]
+    thawed = metadata.to_dict()
+    thawed["tags"][1]["deep"].append(3)
+    assert metadata["tags"][1]["deep"] == (1, 2)
+    with pytest.raises(TypeError):
+        tags[0] = "b"  # type: ignore[index]
