@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import hashlib
 import json
 import os
 import platform
@@ -11,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 SEED = 20240611
@@ -196,6 +199,20 @@ _PACKAGES = (
 )
 
 
+def source_fingerprint() -> str:
+    """A hash of the package's sources (they change under a running suite) and their age."""
+    import fanfare_async
+
+    root = Path(fanfare_async.__file__).parent
+    digest = hashlib.sha256()
+    newest = 0.0
+    for path in sorted(root.rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes())
+        newest = max(newest, path.stat().st_mtime)
+    stamp = datetime.datetime.fromtimestamp(newest, tz=datetime.timezone.utc)
+    return f"sha256:{digest.hexdigest()[:12]} (newest file {stamp:%Y-%m-%d %H:%M:%S} UTC)"
+
+
 def machine(loops: Sequence[str]) -> dict[str, Any]:
     versions: dict[str, str] = {}
     for name in _PACKAGES:
@@ -212,6 +229,7 @@ def machine(loops: Sequence[str]) -> dict[str, Any]:
         "packages": versions,
         "event_loops": list(loops),
         "loadavg_at_start": [round(x, 2) for x in load],
+        "fanfare_async_source": source_fingerprint(),
     }
 
 

@@ -9,6 +9,7 @@ errors, unhandled exceptions and peak RSS.
 Contenders:
 - ``fanfare``: ``FanfareClient.iter_group_audiences`` (no rate limit by default, cache of
   ``--cache-maxsize``);
+- ``fanfare-pool``: N workers awaiting ``get_group_audiences(id, use_cache=False)``;
 - ``floor``: one aiohttp ``ClientSession``, N workers, ``msgspec`` decode into the package's
   ``Audience`` struct: the least a client can do;
 - ``bare``: the same loop without decoding;
@@ -132,7 +133,39 @@ async def _with_fanfare(args: argparse.Namespace, measure: Any) -> Any:
                 if isinstance(result, FanfareError):
                     errors[type(result).__name__] += 1
 
+        async def make_runner(errors: Counter[str]) -> Callable[[str], Awaitable[None]]:
+            async def one(gid: str) -> None:
+                try:
+                    await client.get_group_audiences(gid, use_cache=False)
+                except FanfareError as exc:
+                    errors[type(exc).__name__] += 1
+
+            return one
+
+        if args.contender == "fanfare-pool":
+            return await measure(make_runner)
         return await measure(None, bulk)
+
+
+class _GcTimer:
+    """Time spent in the cyclic garbage collector, and collections per generation."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
+        self._started = 0.0
+        gc.callbacks.append(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.collections[info["generation"]] += 1
+
+    def reset(self) -> None:
+        self.seconds = 0.0
+        self.collections = [0, 0, 0]
 
 
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
@@ -147,6 +180,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     every = group_ids(args.seed, args.warmup + args.count)
     warm, ids = every[: args.warmup], every[args.warmup :]
     report: dict[str, Any] = {}
+    gc_timer = _GcTimer()
 
     async def measure(make_runner: Any, bulk: Any = None) -> None:
         errors: Counter[str] = Counter()
@@ -166,6 +200,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         if args.start_at:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
         gc.collect()
+        gc_timer.reset()
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         report["t0_unix"] = time.time()
         t0 = time.perf_counter()
@@ -184,9 +219,11 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             errors=sum(errors.values()),
             error_types=dict(errors),
             answered=len(answered.intersection(ids)),
+            gc_seconds=gc_timer.seconds,
+            gc_collections=list(gc_timer.collections),
         )
 
-    if args.contender == "fanfare":
+    if args.contender in ("fanfare", "fanfare-pool"):
         await _with_fanfare(args, measure)
     elif args.contender in ("floor", "bare"):
         await _with_aiohttp(args, args.contender == "floor", measure)
@@ -199,7 +236,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._loadgen")
-    parser.add_argument("contender", choices=("fanfare", "floor", "bare", "httpx"))
+    parser.add_argument("contender", choices=("fanfare", "fanfare-pool", "floor", "bare", "httpx"))
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--seed", type=int, required=True)

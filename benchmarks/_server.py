@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import resource
 import sys
 import time
 from typing import Any
@@ -30,6 +31,11 @@ from ._payloads import body_pool, pick
 
 SECRET = "sk_test_benchmarks000000000000000000"
 _PREFIX = "/api/audiences/groups/"
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _emit(obj: dict[str, Any]) -> None:
@@ -68,7 +74,7 @@ async def _minimal(args: argparse.Namespace) -> None:
     port = runner.addresses[0][1]
     _emit({"url": f"http://127.0.0.1:{port}/api", "secret_key": SECRET, "start": time.time()})
     try:
-        await _serve_commands(lambda: {"total_requests": served})
+        await _serve_commands(lambda: {"total_requests": served, "cpu_seconds": _cpu_seconds()})
     finally:
         await runner.cleanup()
 
@@ -97,6 +103,7 @@ async def _mock(args: argparse.Namespace) -> None:
                 "total_requests": server.total_requests,
                 "rate_limited": server.rate_limited,
                 "max_in_flight": server.max_in_flight,
+                "cpu_seconds": _cpu_seconds(),
             }
         )
 
