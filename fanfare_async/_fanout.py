@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from anyio.streams.memory import MemoryObjectSendStream
 
 from ._exceptions import FanfareClientClosedError, FanfareError
 from ._models import Audience
@@ -49,6 +49,9 @@ class BulkProgress:
     error_types: dict[str, int] = field(default_factory=dict)
 
 
+_END = object()  # the input is exhausted
+
+
 def _key_of(group_id: object) -> object:
     """The result key: the id as given (a UUID object as its string)."""
     return str(group_id) if isinstance(group_id, uuid.UUID) else group_id
@@ -57,8 +60,10 @@ def _key_of(group_id: object) -> object:
 class _Run:
     """The work of one bulk run, driven by the runner task.
 
-    It holds no reference to the :class:`BulkIterator` handle, so dropping the
-    handle (``break``) lets it be collected and cancel the runner.
+    Workers take ids straight from the input, one at a time, so at most
+    ``concurrency`` ids are out of the input ahead of their answers. It holds
+    no reference to the :class:`BulkIterator` handle, so dropping the handle
+    (``break``) lets it be collected and cancel the runner.
     """
 
     def __init__(
@@ -78,37 +83,19 @@ class _Run:
         self.on_seen = on_seen
         self.progress = progress
         self.results = results
-        self.idle = 0
+        self.seen: set[Any] = set()
 
     async def run(self) -> None:
-        """Answer cached ids at once; feed the others to at most ``concurrency`` workers.
-
-        The hand-off to workers is unbuffered, so no more than ``concurrency``
-        ids are ever taken from the input ahead of their answers being read.
-        """
-        ids_send, ids_receive = anyio.create_memory_object_stream[Any](0)
+        """Run the workers until the input is exhausted and every id is answered."""
         try:
-            async with self.results, ids_receive, anyio.create_task_group() as tg, ids_send:
-                workers = 0
-                seen: set[Any] = set()
-                async for group_id in _aiter(self.source):
-                    key = _key_of(group_id)
-                    if key in seen:
-                        self.progress.duplicates += 1
-                        continue
-                    seen.add(key)
-                    if self.on_seen is not None:
-                        self.on_seen(key)
-                    self.progress.started += 1
-                    cached = self.peek(group_id)
-                    if cached is not None:
-                        self.progress.cache_hits += 1
-                        await self._deliver((key, cached))
-                        continue
-                    if self.idle == 0 and workers < self.concurrency:
-                        workers += 1
-                        tg.start_soon(self.work, ids_receive)
-                    await ids_send.send(group_id)
+            async with self.results:
+                take = self._taker(self.source)
+                workers = self.concurrency
+                if self.progress.total is not None:
+                    workers = max(1, min(workers, self.progress.total))
+                async with anyio.create_task_group() as tg:
+                    for _ in range(workers):
+                        tg.start_soon(self.work, take)
         except BaseExceptionGroup as group:
             failure = _single(group)
             if not isinstance(failure, anyio.BrokenResourceError):
@@ -116,20 +103,60 @@ class _Run:
         except anyio.BrokenResourceError:
             pass  # the consumer stopped reading: nothing left to do
 
-    async def work(self, ids: MemoryObjectReceiveStream[Any]) -> None:
-        """One worker: look ids up until the input ends."""
-        while True:
-            self.idle += 1
-            try:
-                group_id = await ids.receive()
-            except anyio.EndOfStream:
-                return
-            finally:
-                self.idle -= 1
+    def _taker(self, source: GroupIds) -> Callable[[], Awaitable[Any]]:
+        """The next new id of the input (duplicates skipped), or ``_END``."""
+        if isinstance(source, (str, bytes)):
+            raise TypeError("group_ids must be an iterable of ids, not a single str")
+        if isinstance(source, AsyncIterable):
+            items = source.__aiter__()
+            turn = asyncio.Lock()  # an async iterator must not be entered twice at once
+
+            async def take_async() -> Any:
+                async with turn:
+                    while True:
+                        try:
+                            group_id = await items.__anext__()
+                        except StopAsyncIteration:
+                            return _END
+                        if self._admit(group_id):
+                            return group_id
+
+            return take_async
+        iterator = iter(source)
+
+        async def take() -> Any:
+            for group_id in iterator:
+                if self._admit(group_id):
+                    return group_id
+            return _END
+
+        return take
+
+    def _admit(self, group_id: Any) -> bool:
+        """Record a first sighting (order, progress); False for a duplicate."""
+        key = _key_of(group_id)
+        if key in self.seen:
+            self.progress.duplicates += 1
+            return False
+        self.seen.add(key)
+        if self.on_seen is not None:
+            self.on_seen(key)
+        self.progress.started += 1
+        return True
+
+    async def work(self, take: Callable[[], Awaitable[Any]]) -> None:
+        """One worker: answer ids until the input ends (cached ones without waiting)."""
+        while (group_id := await take()) is not _END:
+            key = _key_of(group_id)
+            cached = self.peek(group_id)
+            if cached is not None:
+                self.progress.cache_hits += 1
+                await self._deliver((key, cached))
+                continue
             result, hit = await self.lookup(group_id)
             if hit:
                 self.progress.cache_hits += 1
-            await self._deliver((_key_of(group_id), result))
+            await self._deliver((key, result))
 
     async def _deliver(self, item: tuple[Any, Result]) -> None:
         """Queue a result; only wait (and yield) when the consumer's buffer is full."""
@@ -280,13 +307,3 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return leaves[0] if leaves else group
 
 
-async def _aiter(source: GroupIds) -> Any:
-    """Iterate a sync or async iterable lazily, one item at a time."""
-    if isinstance(source, AsyncIterable):
-        async for item in source:
-            yield item
-        return
-    if isinstance(source, (str, bytes)):
-        raise TypeError("group_ids must be an iterable of ids, not a single str")
-    for item in source:
-        yield item
