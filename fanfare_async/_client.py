@@ -219,7 +219,10 @@ class FanfareClient:
         return await self._lookup(group_id, use_cache)
 
     async def _lookup(self, group_id: str | uuid.UUID, use_cache: bool) -> list[Audience]:
-        key = canonical_group_id(group_id)
+        return await self._lookup_key(canonical_group_id(group_id), use_cache)
+
+    async def _lookup_key(self, key: str, use_cache: bool) -> list[Audience]:
+        """The slow path, for a canonical id: cache (fresh or negative), then single-flight."""
         self._check_open()
         cache = self._cache
         if not use_cache:
@@ -290,26 +293,11 @@ class FanfareClient:
         entry = self._entries.get(key)
         hit = entry is not None and self._clock() < entry.expires
         try:
-            return await self.get_group_audiences(key), hit
+            return await self._lookup_key(key, True), hit
         except FanfareClientClosedError:
             raise
         except FanfareError as exc:
             return exc, hit
-
-    def _bulk_peek(self, group_id: Any) -> list[Audience] | None:
-        """A fresh cached answer for one id of a bulk run, counted as a hit; else None."""
-        try:
-            key = canonical_group_id(group_id)
-        except (TypeError, InvalidGroupIdError):
-            return None
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        now = self._clock()
-        if now >= entry.expires:
-            return None
-        self._cache.record_hit(key, now)
-        return list(entry.audiences)
 
     def _bulk_concurrency(self, concurrency: int | None) -> int:
         if concurrency is None:
@@ -333,7 +321,6 @@ class FanfareClient:
         self._check_open()
         return BulkIterator(
             self._bulk_lookup,
-            self._bulk_peek,
             group_ids,
             concurrency=self._bulk_concurrency(concurrency),
             register=self._register_runner,
@@ -353,7 +340,6 @@ class FanfareClient:
 
         async with BulkIterator(
             self._bulk_lookup,
-            self._bulk_peek,
             group_ids,
             concurrency=self._bulk_concurrency(concurrency),
             on_seen=on_seen,

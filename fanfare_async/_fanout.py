@@ -31,8 +31,6 @@ GroupIds: TypeAlias = Iterable[str | uuid.UUID] | AsyncIterable[str | uuid.UUID]
 Result: TypeAlias = list[Audience] | FanfareError
 #: Looks one id up: its result, and whether the cache answered it.
 Lookup = Callable[[Any], Awaitable[tuple[Result, bool]]]
-#: A fresh cached answer for one id, without waiting, or None.
-Peek = Callable[[Any], "list[Audience] | None"]
 
 
 @dataclass
@@ -69,7 +67,6 @@ class _Run:
     def __init__(
         self,
         lookup: Lookup,
-        peek: Peek,
         source: GroupIds,
         concurrency: int,
         on_seen: Callable[[Any], None] | None,
@@ -77,7 +74,6 @@ class _Run:
         results: MemoryObjectSendStream[tuple[Any, Result]],
     ) -> None:
         self.lookup = lookup
-        self.peek = peek
         self.source = source
         self.concurrency = concurrency
         self.on_seen = on_seen
@@ -147,16 +143,10 @@ class _Run:
     async def work(self, take: Callable[[], Awaitable[Any]]) -> None:
         """One worker: answer ids until the input ends (cached ones without waiting)."""
         while (group_id := await take()) is not _END:
-            key = _key_of(group_id)
-            cached = self.peek(group_id)
-            if cached is not None:
-                self.progress.cache_hits += 1
-                await self._deliver((key, cached))
-                continue
-            result, hit = await self.lookup(group_id)
+            result, hit = await self.lookup(group_id)  # no suspension on a cache hit
             if hit:
                 self.progress.cache_hits += 1
-            await self._deliver((key, result))
+            await self._deliver((_key_of(group_id), result))
 
     async def _deliver(self, item: tuple[Any, Result]) -> None:
         """Queue a result; only wait (and yield) when the consumer's buffer is full."""
@@ -176,7 +166,6 @@ class BulkIterator:
     def __init__(
         self,
         lookup: Lookup,
-        peek: Peek,
         group_ids: GroupIds,
         *,
         concurrency: int,
@@ -189,9 +178,7 @@ class BulkIterator:
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self.progress = BulkProgress(total=_length(group_ids))
-        self._run: _Run | None = _Run(
-            lookup, peek, group_ids, concurrency, on_seen, self.progress, send
-        )
+        self._run: _Run | None = _Run(lookup, group_ids, concurrency, on_seen, self.progress, send)
 
     def __aiter__(self) -> BulkIterator:
         return self
@@ -305,5 +292,3 @@ def _single(group: BaseExceptionGroup[BaseException]) -> BaseException:
         if not isinstance(exc, asyncio.CancelledError):
             return exc
     return leaves[0] if leaves else group
-
-
