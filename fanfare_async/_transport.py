@@ -108,11 +108,6 @@ class Transport:
             "User-Agent": f"fanfare-async/{__about__.__version__} aiohttp/{aiohttp.__version__}",
         }
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`aclose` ran."""
-        return self._closed
-
     def _get_session(self) -> aiohttp.ClientSession:
         if self._closed:
             raise FanfareClientClosedError("the client is closed")
