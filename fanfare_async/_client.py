@@ -252,35 +252,51 @@ class FanfareClient:
         task = asyncio.get_running_loop().create_task(self._fetch(key, self._epoch))
         flight = _Flight(key, task)
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._fetch_done, flight))
+        task.add_done_callback(functools.partial(self._land, flight))
         return flight
 
-    def _fetch_done(self, flight: _Flight, task: asyncio.Task[_Fetched]) -> None:
+    def _land(self, flight: _Flight, task: asyncio.Task[_Fetched]) -> None:
+        """The fetch is over: hand its outcome to every caller still waiting."""
         self._tasks.discard(task)
         if self._inflight.get(flight.key) is flight:
             del self._inflight[flight.key]
-        if not task.cancelled():
-            task.exception()  # mark retrieved: every waiter may have gone
+        if task.cancelled():
+            for waiter in flight.waiting:
+                waiter.cancel()
+            return
+        error = task.exception()  # retrieved here, so never reported as lost
+        for waiter in flight.waiting:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            else:
+                waiter.set_result(task.result())
 
     async def _join(self, flight: _Flight) -> _Fetched:
-        """Wait for a shared fetch. Cancelling one waiter never cancels the fetch for
-        the others; when the last waiter goes, the fetch is cancelled too."""
-        task = flight.task
-        flight.waiters += 1
+        """Wait for a shared fetch on this caller's own future. Cancelling one caller
+        never cancels the fetch for the others; when the last one goes, the fetch is
+        cancelled too."""
+        waiter: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
+        flight.waiting.append(waiter)
         try:
-            return await asyncio.shield(task)
+            return await waiter
         except asyncio.CancelledError:
-            if task.cancelled() and self._closed and not cancelling():
+            if flight.task.cancelled() and self._closed and not cancelling():
                 raise FanfareClientClosedError(
                     "the client was closed while the request was in flight"
                 ) from None
             raise
         finally:
-            flight.waiters -= 1
-            if flight.waiters == 0 and not task.done():
-                if self._inflight.get(flight.key) is flight:
-                    del self._inflight[flight.key]
-                task.cancel()
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # mark retrieved, in case this caller left meanwhile
+            else:  # this caller was cancelled (its future with it)
+                if waiter in flight.waiting:
+                    flight.waiting.remove(waiter)
+                if not flight.waiting and not flight.task.done():
+                    if self._inflight.get(flight.key) is flight:
+                        del self._inflight[flight.key]
+                    flight.task.cancel()
 
     async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
         """One id of a bulk run: its audiences or its error, and whether the cache answered."""
@@ -391,14 +407,14 @@ class FanfareClient:
 
 
 class _Flight:
-    """One in-flight fetch and the number of callers waiting for it."""
+    """One in-flight fetch and the futures of the callers waiting for it."""
 
-    __slots__ = ("key", "task", "waiters")
+    __slots__ = ("key", "task", "waiting")
 
     def __init__(self, key: str, task: asyncio.Task[_Fetched]) -> None:
         self.key = key
         self.task = task
-        self.waiters = 0
+        self.waiting: list[asyncio.Future[_Fetched]] = []
 
 
 class _Fetched:
