@@ -1,16 +1,18 @@
 """The in-process group cache: cachetools TLRU bookkeeping plus a flat read path.
 
 ``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
-bound, least-recently-used eviction, and removal once an entry is past any
-use (its freshness deadline plus the ``stale_if_error`` window). Reads on the
-request path do not go through it: a plain dict mirrors its entries, so a hit
-is one dict lookup and one clock comparison. Hits are remembered in a
-recency dict and replayed into the TLRU order before anything is inserted, so
-eviction stays exactly least-recently-used.
+bound and removal once an entry is past any use (its freshness deadline plus
+the ``stale_if_error`` window). Reads on the request path do not go through
+it: a plain dict mirrors its entries, so a hit is one dict lookup, one clock
+comparison and a use stamp on the entry it already holds. When the cache is
+full, the least recently used entries by those stamps are evicted, a small
+batch at a time (1/16 of ``cache_maxsize``, at least one), so a full cache
+pays one ordering pass per batch instead of recency bookkeeping on every hit.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ class CacheStats:
 class Entry:
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh."""
 
-    __slots__ = ("audiences", "expires", "not_found")
+    __slots__ = ("audiences", "expires", "not_found", "used")
 
     def __init__(
         self,
@@ -52,6 +54,7 @@ class Entry:
         self.audiences = audiences
         self.expires = expires
         self.not_found = not_found
+        self.used = 0  # position in the cache's sequence of uses: the LRU order
 
 
 class _Lifetimes(TLRUCache[str, Entry]):
@@ -85,8 +88,8 @@ class GroupCache:
         self.clock = clock
         self.entries: dict[str, Entry] = {}  # groups with audiences
         self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
-        self.recent: dict[str, float] = {}
-        self.hits = 0
+        self.uses = 0  # stores + hits: the sequence that orders entries for LRU
+        self.stores = 0
         self.misses = 0
         self.coalesced = 0
         self.stale_served = 0
@@ -106,36 +109,49 @@ class GroupCache:
             mirror = self.entries if entry.not_found is None else self.not_found
             if mirror.get(key) is entry:
                 del mirror[key]
-            self.recent.pop(key, None)
         if evicted:
             self.evictions += len(items)
         else:
             self.expirations += len(items)
 
-    def record_hit(self, key: str, now: float) -> None:
-        """Count a hit served from ``entries`` and remember when, for LRU order."""
-        self.hits += 1
-        self.recent[key] = now
+    def record_hit(self, entry: Entry) -> None:
+        """Count a hit and stamp the entry's use (the client's read path inlines this)."""
+        self.uses += 1
+        entry.used = self.uses
 
-    def _replay_recency(self) -> None:
-        """Move keys hit since the last insert to the TLRU's recent end, oldest hit first."""
-        if not self.recent:
-            return
-        lifetimes = self._lifetimes
-        for key in sorted(self.recent, key=self.recent.__getitem__):
-            lifetimes.get(key)  # a TLRUCache read moves the key to the most-recent end
-        self.recent.clear()
+    @property
+    def hits(self) -> int:
+        """Lookups answered from the cache."""
+        return self.uses - self.stores
+
+    def _evict_least_recently_used(self) -> None:
+        """Make room: drop the least recently used batch of entries."""
+        batch = max(1, self.config.maxsize // 16)
+        candidates = [*self.entries.items(), *self.not_found.items()]
+        victims = heapq.nsmallest(batch, candidates, key=lambda item: item[1].used)
+        for key, entry in victims:
+            mirror = self.entries if entry.not_found is None else self.not_found
+            del mirror[key]
+            self._lifetimes.pop(key, None)
+        self.evictions += len(victims)
 
     def store(self, key: str, entry: Entry) -> None:
         """Insert or replace an entry (a no-op when ``cache_maxsize`` is 0)."""
-        if self.config.maxsize == 0:
+        maxsize = self.config.maxsize
+        if maxsize == 0:
             return
-        self._replay_recency()
         now = self.clock()
+        self.uses += 1
+        self.stores += 1
+        entry.used = self.uses
         self._lifetimes.expire(now)
         previous = self.entries.pop(key, None) or self.not_found.pop(key, None)
-        if previous is not None and previous.expires <= now:
-            self.expirations += 1  # replaced while inside its stale window
+        if previous is not None:
+            if previous.expires <= now:
+                self.expirations += 1  # replaced while inside its stale window
+            self._lifetimes.pop(key, None)
+        elif len(self.entries) + len(self.not_found) >= maxsize:
+            self._evict_least_recently_used()
         mirror = self.entries if entry.not_found is None else self.not_found
         mirror[key] = entry
         self._lifetimes[key] = entry
@@ -146,11 +162,7 @@ class GroupCache:
         """The expired entry for ``key`` if it is still inside its stale window."""
         entry = self.entries.get(key)
         window = self.config.stale_if_error
-        if (
-            entry is None
-            or window <= 0
-            or not entry.expires <= now < entry.expires + window
-        ):
+        if entry is None or window <= 0 or not entry.expires <= now < entry.expires + window:
             return None
         return entry
 
@@ -158,14 +170,12 @@ class GroupCache:
         """Forget one group."""
         self.entries.pop(key, None)
         self.not_found.pop(key, None)
-        self.recent.pop(key, None)
         self._lifetimes.pop(key, None)
 
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
         self.entries.clear()
         self.not_found.clear()
-        self.recent.clear()
         self._lifetimes.clear()
 
     def stats(self) -> CacheStats:

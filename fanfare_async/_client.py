@@ -115,7 +115,6 @@ class FanfareClient:
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
         self._entries = self._cache.entries
-        self._recent = self._cache.recent
         self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[_Fetched]] = set()
         self._runners: set[asyncio.Task[None]] = set()
@@ -211,10 +210,10 @@ class FanfareClient:
             except (KeyError, TypeError):  # a miss, another spelling, or unhashable
                 pass
             else:
-                now = self._clock()
-                if now < entry.expires:
-                    self._cache.hits += 1
-                    self._recent[group_id] = now  # type: ignore[index]
+                if self._clock() < entry.expires:
+                    cache = self._cache
+                    cache.uses += 1
+                    entry.used = cache.uses
                     return list(entry.audiences)
         return await self._lookup(group_id, use_cache)
 
@@ -230,11 +229,11 @@ class FanfareClient:
         now = self._clock()
         entry = cache.entries.get(key)
         if entry is not None and now < entry.expires:
-            cache.record_hit(key, now)
+            cache.record_hit(entry)
             return list(entry.audiences)
         negative = cache.not_found.get(key)
         if negative is not None and negative.not_found is not None and now < negative.expires:
-            cache.record_hit(key, now)
+            cache.record_hit(negative)
             raise copy.copy(negative.not_found)
         flight = self._inflight.get(key)
         if flight is None:

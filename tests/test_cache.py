@@ -480,3 +480,23 @@ async def test_closed_client_does_not_serve_hits(
     await client.aclose()
     with pytest.raises(FanfareClientClosedError):
         await client.get_group_audiences(server.group_ids[0])
+
+
+async def test_full_cache_evicts_least_recently_used_batch(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """At maxsize 32 a full cache drops its two least recently used groups to make room."""
+    ids = server.group_ids[:33]
+    async with cached_client(server, clock, cache_maxsize=32) as client:
+        await client.get_many_group_audiences(ids[:32], concurrency=1)
+        for group in ids[:10]:
+            await client.get_group_audiences(group)  # now the most recently used
+        await client.get_group_audiences(ids[32])
+        stats = client.cache_stats
+        assert (stats.size, stats.evictions, stats.hits) == (31, 2, 10)
+        for group in ids[:10] + ids[12:]:
+            await client.get_group_audiences(group)
+        assert server.total_requests == 33
+        await client.get_group_audiences(ids[10])
+        await client.get_group_audiences(ids[11])
+    assert server.total_requests == 35
