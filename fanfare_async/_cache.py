@@ -152,11 +152,11 @@ class GroupCache:
             self._lifetimes.pop(key, None)
         elif len(self.entries) + len(self.not_found) >= maxsize:
             self._evict_least_recently_used()
+        if not now < self.time_to_use(key, entry, now):
+            return  # expired on arrival (a zero TTL): nothing to keep
         mirror = self.entries if entry.not_found is None else self.not_found
         mirror[key] = entry
         self._lifetimes[key] = entry
-        if self._lifetimes.get(key) is not entry:  # expired on arrival (a zero TTL)
-            mirror.pop(key, None)
 
     def stale(self, key: str, now: float) -> Entry | None:
         """The expired entry for ``key`` if it is still inside its stale window."""

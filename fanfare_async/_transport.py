@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import aiohttp
@@ -48,27 +46,23 @@ class Fetched:
     date: str | None
 
 
-@contextmanager
-def _translate_errors(url: str) -> Iterator[None]:
-    """Map aiohttp / OS exceptions to TransportError or FanfareTimeoutError, once."""
-    try:
-        yield
-    except FanfareError:
-        raise
-    except (asyncio.TimeoutError, TimeoutError) as exc:  # aiohttp timeouts subclass these
-        raise FanfareTimeoutError(f"{_METHOD} {url} timed out") from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise TransportError(f"{_METHOD} {url}: response body cut short ({exc})") from exc
-    except aiohttp.ClientConnectorCertificateError as exc:
-        raise TransportError(f"{_METHOD} {url}: TLS certificate rejected") from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise TransportError(f"{_METHOD} {url}: cannot connect ({exc.os_error})") from exc
-    except aiohttp.ClientResponseError as exc:
+def _translated(exc: BaseException, url: str) -> FanfareError | None:
+    """The fanfare_async error for an aiohttp / OS exception (None: not ours to map)."""
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):  # aiohttp's timeouts too
+        return FanfareTimeoutError(f"{_METHOD} {url} timed out")
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return TransportError(f"{_METHOD} {url}: response body cut short ({exc})")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return TransportError(f"{_METHOD} {url}: TLS certificate rejected")
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return TransportError(f"{_METHOD} {url}: cannot connect ({exc.os_error})")
+    if isinstance(exc, aiohttp.ClientResponseError):
         _redact_request_info(exc)
-        raise TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})") from exc
-    except (aiohttp.ClientError, OSError) as exc:
+        return TransportError(f"{_METHOD} {url}: invalid HTTP response ({exc.message})")
+    if isinstance(exc, (aiohttp.ClientError, OSError)):
         detail = str(exc) or type(exc).__name__
-        raise TransportError(f"{_METHOD} {url}: connection failed ({detail})") from exc
+        return TransportError(f"{_METHOD} {url}: connection failed ({detail})")
+    return None
 
 
 def _redact_request_info(exc: aiohttp.ClientResponseError) -> None:
@@ -183,7 +177,7 @@ class Transport:
             attempt += 1
 
     async def _attempt(self, session: aiohttp.ClientSession, request_url: URL, url: str) -> Fetched:
-        with _translate_errors(url):
+        try:
             async with session.get(
                 request_url,
                 headers=self._headers,
@@ -210,6 +204,13 @@ class Transport:
                     url=url,
                     retry_after=retry_after,
                 )
+        except FanfareError:
+            raise
+        except Exception as exc:
+            error = _translated(exc, url)
+            if error is None:
+                raise
+            raise error from exc
 
     @staticmethod
     async def _read_body(
