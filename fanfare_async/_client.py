@@ -202,8 +202,9 @@ class FanfareClient:
             InvalidGroupIdError: the id is empty, too long or has control characters.
             FanfareError: any failure talking to the API (see the error tree).
         """
-        # The hit path: one dict lookup and one clock read. Only canonical ids are
-        # keys, so a found key needs no validation; anything else takes _lookup.
+        # The hit path: one dict lookup, one clock read and a use stamp (the LRU
+        # order) on the entry. Only canonical ids are keys, so a found key needs
+        # no validation; anything else takes _lookup.
         if use_cache:
             try:
                 entry = self._entries[group_id]  # type: ignore[index]
