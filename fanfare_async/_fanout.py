@@ -19,7 +19,6 @@ from types import TracebackType
 from typing import Any, TypeAlias
 
 import anyio
-from anyio.streams.memory import MemoryObjectSendStream
 
 from ._exceptions import FanfareClientClosedError, FanfareError
 from ._models import Audience
@@ -71,7 +70,7 @@ class _Run:
         concurrency: int,
         on_seen: Callable[[Any], None] | None,
         progress: BulkProgress,
-        results: MemoryObjectSendStream[tuple[Any, Result]],
+        results: _Results,
     ) -> None:
         self.lookup = lookup
         self.source = source
@@ -84,20 +83,17 @@ class _Run:
     async def run(self) -> None:
         """Run the workers until the input is exhausted and every id is answered."""
         try:
-            async with self.results:
-                take = self._taker(self.source)
-                workers = self.concurrency
-                if self.progress.total is not None:
-                    workers = max(1, min(workers, self.progress.total))
-                async with anyio.create_task_group() as tg:
-                    for _ in range(workers):
-                        tg.start_soon(self.work, take)
+            take = self._taker(self.source)
+            workers = self.concurrency
+            if self.progress.total is not None:
+                workers = max(1, min(workers, self.progress.total))
+            async with anyio.create_task_group() as tg:
+                for _ in range(workers):
+                    tg.start_soon(self.work, take)
         except BaseExceptionGroup as group:
-            failure = _single(group)
-            if not isinstance(failure, anyio.BrokenResourceError):
-                raise failure from None
-        except anyio.BrokenResourceError:
-            pass  # the consumer stopped reading: nothing left to do
+            raise _single(group) from None
+        finally:
+            self.results.finish()
 
     def _taker(self, source: GroupIds) -> Callable[[], Awaitable[Any]]:
         """The next new id of the input (duplicates skipped), or ``_END``."""
@@ -149,11 +145,36 @@ class _Run:
             await self._deliver((_key_of(group_id), result))
 
     async def _deliver(self, item: tuple[Any, Result]) -> None:
-        """Queue a result; only wait (and yield) when the consumer's buffer is full."""
+        """Queue a result; wait (and yield) only when ``concurrency`` results are unread."""
+        results = self.results
+        await results.slots.acquire()
+        results.items.put_nowait(item)
+
+
+class _Results:
+    """Finished results on their way to the consumer: at most ``capacity`` unread.
+
+    Plain asyncio primitives: a put with room and a get with an item ready
+    never go through the scheduler.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.items: asyncio.Queue[Any] = asyncio.Queue()
+        self.slots = asyncio.Semaphore(capacity)
+
+    def finish(self) -> None:
+        """No more results will come (the runner is over)."""
+        self.items.put_nowait(_END)
+
+    async def get(self) -> Any:
+        """The next result, or ``_END``; frees its slot."""
         try:
-            self.results.send_nowait(item)
-        except anyio.WouldBlock:
-            await self.results.send(item)
+            item = self.items.get_nowait()
+        except asyncio.QueueEmpty:
+            item = await self.items.get()
+        if item is not _END:
+            self.slots.release()
+        return item
 
 
 class BulkIterator:
@@ -172,13 +193,14 @@ class BulkIterator:
         on_seen: Callable[[Any], None] | None = None,
         register: Callable[[asyncio.Task[None]], None] | None = None,
     ) -> None:
-        send, receive = anyio.create_memory_object_stream[tuple[Any, Result]](concurrency)
-        self._receive = receive
+        self._results = _Results(concurrency)
         self._register = register
         self._runner: asyncio.Task[None] | None = None
         self._closed = False
         self.progress = BulkProgress(total=_length(group_ids))
-        self._run: _Run | None = _Run(lookup, group_ids, concurrency, on_seen, self.progress, send)
+        self._run: _Run | None = _Run(
+            lookup, group_ids, concurrency, on_seen, self.progress, self._results
+        )
 
     def __aiter__(self) -> BulkIterator:
         return self
@@ -188,33 +210,31 @@ class BulkIterator:
             raise StopAsyncIteration
         if self._run is not None:
             self._runner = asyncio.get_running_loop().create_task(self._run.run())
+            self._runner.add_done_callback(_retrieve)
             self._run = None
             if self._register is not None:
                 self._register(self._runner)
         try:
-            try:
-                item = self._receive.receive_nowait()  # no scheduler round-trip when ready
-            except anyio.WouldBlock:
-                item = await self._receive.receive()
-        except (anyio.EndOfStream, anyio.ClosedResourceError):
-            await self._finish()
-            raise StopAsyncIteration from None
+            item = await self._results.get()
         except BaseException:
             self._cancel()
             raise
-        result = item[1]
+        if item is _END:
+            await self._finish()
+            raise StopAsyncIteration
+        pair: tuple[Any, Result] = item
+        result = pair[1]
         progress = self.progress
         progress.done += 1
         if isinstance(result, FanfareError):
             progress.errors += 1
             name = type(result).__name__
             progress.error_types[name] = progress.error_types.get(name, 0) + 1
-        return item
+        return pair
 
     async def _finish(self) -> None:
         """No more results: surface the runner's own failure, if any."""
         self._closed = True
-        self._receive.close()
         runner = self._runner
         if runner is None:
             return
@@ -229,12 +249,9 @@ class BulkIterator:
 
     def _cancel(self) -> None:
         self._closed = True
-        self._receive.close()
+        self._run = None  # never started: nothing to stop
         if self._runner is not None and not self._runner.done():
             self._runner.cancel()
-        if self._run is not None:  # never started: close its stream
-            self._run.results.close()
-            self._run = None
 
     async def aclose(self) -> None:
         """Stop every worker and wait until they are gone."""
@@ -257,6 +274,12 @@ class BulkIterator:
     def __del__(self) -> None:
         # Leaving `async for` early drops the handle: stop the workers now.
         self._cancel()
+
+
+def _retrieve(task: asyncio.Task[None]) -> None:
+    """Mark a runner's failure as seen: the consumer may have stopped reading."""
+    if not task.cancelled():
+        task.exception()
 
 
 def cancelling() -> bool:
