@@ -36,7 +36,7 @@ from fanfare_async import (
 )
 from fanfare_async.testing import Fault, MockFanfareServer
 
-from .helpers import client_for
+from .helpers import STATUS_CLASSES, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -78,21 +78,7 @@ async def test_uuid_object_and_upper_case_go_out_canonical(server: MockFanfareSe
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [
-        (400, BadRequestError),
-        (401, AuthenticationError),
-        (403, PermissionDeniedError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (413, APIError),
-        (422, BadRequestError),
-        (423, APIError),
-        (429, RateLimitError),
-        (500, ServerError),
-        (502, ServerError),
-        (503, ServerError),
-        (504, ServerError),
-    ],
+    STATUS_CLASSES,
 )
 async def test_each_status_raises_its_exception(
     server: MockFanfareServer, status: int, cls: type[APIError]

@@ -23,6 +23,8 @@ from fanfare_async import (
 )
 from fanfare_async._api_errors import SNIPPET_CHARS, build_api_error
 
+from .helpers import STATUS_CLASSES
+
 
 def test_tree_shape() -> None:
     """Every class sits where the contract draws it."""
@@ -64,21 +66,7 @@ def build(status: int, body: bytes, **headers: str) -> APIError:
 
 @pytest.mark.parametrize(
     ("status", "cls"),
-    [
-        (400, BadRequestError),
-        (401, AuthenticationError),
-        (403, PermissionDeniedError),
-        (404, NotFoundError),
-        (409, ConflictError),
-        (413, APIError),
-        (422, BadRequestError),
-        (423, APIError),
-        (429, RateLimitError),
-        (500, ServerError),
-        (502, ServerError),
-        (503, ServerError),
-        (504, ServerError),
-    ],
+    STATUS_CLASSES,
 )
 def test_status_maps_to_class(status: int, cls: type[APIError]) -> None:
     """Each documented status becomes its exception class."""
