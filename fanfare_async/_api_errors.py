@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
+from multidict import CIMultiDict, CIMultiDictProxy
 
-from ._exceptions import APIError, RateLimitError, error_class_for_status
+from ._exceptions import APIError, error_class_for_status
 
 #: How much of a non-JSON error body is kept in the message.
 SNIPPET_CHARS = 300
@@ -79,22 +80,21 @@ def build_api_error(
         message = _text_snippet(parsed) or None
     if not message:
         message = f"HTTP {status}" + (f" {reason}" if reason else "")
-    request_id = headers.get("x-request-id") or headers.get("X-Request-Id")
-    fields: dict[str, Any] = {
-        "status_code": status,
-        "error": error,
-        "code": code,
-        "details": details,
-        "body": parsed,
-        "headers": headers,
-        "request_id": request_id,
-        "method": method,
-        "url": url,
-    }
-    cls = error_class_for_status(status)
-    if cls is RateLimitError:
-        return RateLimitError(message, retry_after=retry_after, **fields)
-    return cls(message, **fields)
+    if not isinstance(headers, CIMultiDictProxy):
+        headers = CIMultiDictProxy(CIMultiDict(headers))
+    return error_class_for_status(status)(
+        message,
+        status_code=status,
+        error=error,
+        code=code,
+        details=details,
+        body=parsed,
+        headers=headers,
+        request_id=headers.get("x-request-id"),
+        method=method,
+        url=url,
+        retry_after=retry_after,
+    )
 
 
 def _opt_str(value: Any) -> str | None:

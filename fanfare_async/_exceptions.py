@@ -95,7 +95,8 @@ class APIError(FanfareError):
 
     Attributes mirror the response: ``status_code``, ``error``, ``message``,
     ``code``, ``details``, ``body`` (parsed JSON, or the raw text),
-    ``headers``, ``request_id`` (from ``x-request-id``), ``method`` and ``url``.
+    ``headers``, ``request_id`` (from ``x-request-id``), ``method``, ``url``,
+    and ``retry_after`` (seconds from ``Retry-After``, None when absent).
     """
 
     def __init__(
@@ -111,6 +112,7 @@ class APIError(FanfareError):
         request_id: str | None = None,
         method: str = "GET",
         url: str = "",
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
@@ -119,10 +121,15 @@ class APIError(FanfareError):
         self.code = code
         self.details = details
         self.body = body
-        self.headers: CIMultiDictProxy[str] = CIMultiDictProxy(CIMultiDict(headers or {}))
+        self.headers: CIMultiDictProxy[str] = (
+            headers
+            if isinstance(headers, CIMultiDictProxy)
+            else CIMultiDictProxy(CIMultiDict(headers or {}))
+        )
         self.request_id = request_id
         self.method = method
         self.url = url
+        self.retry_after = retry_after
 
     def __str__(self) -> str:
         text = f"{self.status_code} {self.message} ({self.method} {self.url})"
@@ -159,10 +166,6 @@ class ConflictError(APIError):
 
 class RateLimitError(APIError):
     """429 (or a wait longer than ``max_retry_wait``); ``retry_after`` is in seconds, or None."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
 
 
 class ServerError(APIError):

@@ -159,7 +159,7 @@ class Transport:
             except APIError as exc:
                 if exc.status_code not in RETRYABLE_STATUSES or attempt >= max_retries:
                     raise
-                retry_after = _retry_after_of(exc)
+                retry_after = exc.retry_after
                 if retry_after is not None and retry_after > self._config.max_retry_wait:
                     if isinstance(exc, RateLimitError):
                         raise
@@ -198,7 +198,7 @@ class Transport:
                 raise build_api_error(
                     status=status,
                     reason=response.reason,
-                    headers=CIMultiDictProxy(headers.copy()),
+                    headers=headers,
                     body=body,
                     method=_METHOD,
                     url=url,
@@ -240,12 +240,6 @@ def _too_large(url: str, limit: int, length: int | None) -> FanfareDecodeError:
     return FanfareDecodeError(
         f"{_METHOD} {url}: response body is {size}, over max_response_bytes={limit}; refused"
     )
-
-
-def _retry_after_of(exc: APIError) -> float | None:
-    if isinstance(exc, RateLimitError):
-        return exc.retry_after
-    return parse_retry_after(exc.headers.get("Retry-After"), now=time.time())
 
 
 def _too_long_wait(exc: APIError, retry_after: float) -> RateLimitError:

@@ -151,3 +151,19 @@ def test_rate_limit_error_carries_retry_after() -> None:
     assert isinstance(err, RateLimitError)
     assert err.retry_after == 30.0
     assert err.headers["retry-after"] == "30"
+
+
+def test_retry_after_is_kept_on_every_status() -> None:
+    """A 503 with Retry-After carries the parsed wait, like a 429."""
+    err = build_api_error(
+        status=503,
+        reason="Service Unavailable",
+        headers={"Retry-After": "5", "X-Request-Id": "req_7"},
+        body=b"",
+        method="GET",
+        url="u",
+        retry_after=5.0,
+    )
+    assert isinstance(err, ServerError)
+    assert err.retry_after == 5.0
+    assert err.request_id == "req_7"
