@@ -103,10 +103,14 @@ class GroupCache:
             return entry.expires
         return entry.expires + self.config.stale_if_error
 
+    def _mirror(self, entry: Entry) -> dict[str, Entry]:
+        """The read-path dict an entry lives in."""
+        return self.entries if entry.not_found is None else self.not_found
+
     def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
         """Drop entries that cachetools removed from the read path."""
         for key, entry in items:
-            mirror = self.entries if entry.not_found is None else self.not_found
+            mirror = self._mirror(entry)
             if mirror.get(key) is entry:
                 del mirror[key]
         if evicted:
@@ -130,8 +134,7 @@ class GroupCache:
         candidates = [*self.entries.items(), *self.not_found.items()]
         victims = heapq.nsmallest(batch, candidates, key=lambda item: item[1].used)
         for key, entry in victims:
-            mirror = self.entries if entry.not_found is None else self.not_found
-            del mirror[key]
+            del self._mirror(entry)[key]
             self._lifetimes.pop(key, None)
         self.evictions += len(victims)
 
@@ -150,12 +153,11 @@ class GroupCache:
             if previous.expires <= now:
                 self.expirations += 1  # replaced while inside its stale window
             self._lifetimes.pop(key, None)
-        elif len(self.entries) + len(self.not_found) >= maxsize:
-            self._evict_least_recently_used()
         if not now < self.time_to_use(key, entry, now):
             return  # expired on arrival (a zero TTL): nothing to keep
-        mirror = self.entries if entry.not_found is None else self.not_found
-        mirror[key] = entry
+        if previous is None and len(self.entries) + len(self.not_found) >= maxsize:
+            self._evict_least_recently_used()
+        self._mirror(entry)[key] = entry
         self._lifetimes[key] = entry
 
     def stale(self, key: str, now: float) -> Entry | None:

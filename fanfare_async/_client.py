@@ -14,6 +14,7 @@ from typing import Any
 import aiohttp
 
 from ._cache import CacheStats, Clock, Entry, GroupCache
+from ._cancellation import cancelling
 from ._config import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_MAX_CONNECTIONS,
@@ -44,7 +45,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._expiry import group_ttl
-from ._fanout import BulkIterator, GroupIds, cancelling
+from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id, encode_path_segment
 from ._models import Audience, decode_group_audiences
 from ._ratelimit import RateLimiter, RateLimitState
@@ -307,13 +308,15 @@ class FanfareClient:
         except InvalidGroupIdError as exc:
             return exc, False
         entry = self._entries.get(key)
-        hit = entry is not None and self._clock() < entry.expires
+        if entry is not None and self._clock() < entry.expires:
+            self._cache.record_hit(entry)
+            return list(entry.audiences), True
         try:
-            return await self._lookup_key(key, True), hit
+            return await self._lookup_key(key, True), False
         except FanfareClientClosedError:
             raise
         except FanfareError as exc:
-            return exc, hit
+            return exc, False
 
     def _bulk_concurrency(self, concurrency: int | None) -> int:
         if concurrency is None:

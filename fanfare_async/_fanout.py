@@ -20,6 +20,7 @@ from typing import Any, TypeAlias
 
 import anyio
 
+from ._cancellation import cancelling
 from ._exceptions import FanfareClientClosedError, FanfareError
 from ._models import Audience
 
@@ -280,13 +281,6 @@ def _retrieve(task: asyncio.Task[None]) -> None:
     """Mark a runner's failure as seen: the consumer may have stopped reading."""
     if not task.cancelled():
         task.exception()
-
-
-def cancelling() -> bool:
-    """Whether the current task has a cancellation pending (always False on 3.10)."""
-    task = asyncio.current_task()
-    cancelling = getattr(task, "cancelling", None)
-    return bool(cancelling()) if cancelling is not None else False
 
 
 def _length(group_ids: GroupIds) -> int | None:

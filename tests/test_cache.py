@@ -500,3 +500,18 @@ async def test_full_cache_evicts_least_recently_used_batch(
         await client.get_group_audiences(ids[10])
         await client.get_group_audiences(ids[11])
     assert server.total_requests == 35
+
+
+async def test_zero_ttl_answer_evicts_nothing(server: MockFanfareServer, clock: FakeClock) -> None:
+    """A group that is stale on arrival is not kept, and does not push anything out."""
+    a, b = server.group_ids[:2]
+    server.set_group("empty", [])
+    async with cached_client(server, clock, cache_maxsize=2, default_ttl=0, min_ttl=0) as client:
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+        assert await client.get_group_audiences("empty") == []
+        stats = client.cache_stats
+        assert (stats.size, stats.evictions) == (2, 0)
+        await client.get_group_audiences(a)
+        await client.get_group_audiences(b)
+    assert (server.request_count(a), server.request_count(b)) == (1, 1)
