@@ -116,10 +116,7 @@ def test_pauses_never_shrink() -> None:
     assert bucket._try_take(clocks.mono) == pytest.approx(10)
 
 
-pytestmark_http = pytest.mark.anyio
-
-
-@pytestmark_http
+@pytest.mark.anyio
 async def test_matching_limits_give_zero_429s() -> None:
     """With the client's bucket at the server's limit, the server never answers 429."""
     async with (
@@ -137,7 +134,7 @@ async def test_matching_limits_give_zero_429s() -> None:
     assert state.remaining is not None
 
 
-@pytestmark_http
+@pytest.mark.anyio
 async def test_no_request_between_a_429_and_its_reset() -> None:
     """After a burst meets 429s, nothing more is sent until the window resets.
 
@@ -160,7 +157,7 @@ async def test_no_request_between_a_429_and_its_reset() -> None:
     assert state.limit == 6
 
 
-@pytestmark_http
+@pytest.mark.anyio
 async def test_remaining_zero_holds_other_tasks(server: MockFanfareServer) -> None:
     """A response saying Remaining: 0 delays the next request until the reset."""
     group_a, group_b = server.group_ids[:2]
@@ -186,7 +183,7 @@ async def test_remaining_zero_holds_other_tasks(server: MockFanfareServer) -> No
     assert second.time >= reset - 0.01
 
 
-@pytestmark_http
+@pytest.mark.anyio
 async def test_429_pause_applies_to_the_next_caller(server: MockFanfareServer) -> None:
     """A 429 seen by one call makes a different call wait out its Retry-After."""
     group_a, group_b = server.group_ids[:2]
@@ -201,7 +198,7 @@ async def test_429_pause_applies_to_the_next_caller(server: MockFanfareServer) -
     assert second.time - first.time >= 0.39
 
 
-@pytestmark_http
+@pytest.mark.anyio
 async def test_pause_longer_than_cap_fails_fast(server: MockFanfareServer) -> None:
     """When the client is held longer than max_retry_wait, new calls fail at once."""
     group_a, group_b = server.group_ids[:2]
