@@ -40,11 +40,9 @@ Runner = Callable[[list[str]], Awaitable[Counter[str]]]
 def _audience_decoder() -> Callable[[bytes], Any]:
     import msgspec
 
-    from fanfare_async import Audience, _models
+    from fanfare_async import Audience
 
-    # Audience has read-only mapping fields that need the package's decode hook.
-    hook = getattr(_models, "_dec_hook", None)
-    return msgspec.json.Decoder(list[Audience], dec_hook=hook).decode
+    return msgspec.json.Decoder(list[Audience]).decode
 
 
 async def _pool(ids: list[str], concurrency: int, one: Callable[[str], Awaitable[None]]) -> None:

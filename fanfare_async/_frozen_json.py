@@ -1,8 +1,9 @@
 """Read-only views of free-form JSON (``metadata``, ``sourceData``, import issues).
 
 Decoded models are shared through the cache, so nothing reachable from them
-may be mutable. These views wrap the decoder's own fresh containers without
-copying them at decode time; nested objects and arrays are wrapped on access.
+may be mutable. The decoder keeps each free-form value as one level of
+containers holding ``msgspec.Raw`` JSON text; a view decodes a value only when
+it is read, and wraps nested objects and arrays read-only in turn.
 """
 
 from __future__ import annotations
@@ -11,13 +12,21 @@ import copy
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, overload
 
+import msgspec
+
+_Raw = msgspec.Raw
+_decode_json = msgspec.json.Decoder().decode
+
 
 def frozen(value: Any) -> Any:
-    """``value`` with a JSON object or array wrapped read-only (scalars as they are)."""
+    """``value`` read-only: raw JSON decoded, objects and arrays wrapped, scalars as they are."""
     kind = type(value)
+    if kind is _Raw:
+        value = _decode_json(value)
+        kind = type(value)
     if kind is dict:
         return FrozenObject._wrap(value)
-    if kind is list:
+    if kind is list or kind is tuple:
         return FrozenArray._wrap(value)
     return value
 
@@ -34,7 +43,7 @@ class FrozenObject(Mapping[str, Any]):
 
     @classmethod
     def _wrap(cls, data: dict[str, Any]) -> FrozenObject:
-        """Wrap a dict nobody else holds, without copying it."""
+        """Wrap a dict nobody else changes, without copying it."""
         view = object.__new__(cls)
         view._data = data
         return view
@@ -53,20 +62,20 @@ class FrozenObject(Mapping[str, Any]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, FrozenObject):
-            return self._data == other._data
+            return self._data == other._data or thaw(self) == thaw(other)
         if isinstance(other, Mapping):
-            return self._data == {k: thaw(v) for k, v in other.items()}
+            return thaw(self) == thaw(other)  # type: ignore[no-any-return]
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(_hashable(self._data))
+        return hash(_hashable(thaw(self)))
 
     def __repr__(self) -> str:
-        return f"FrozenObject({self._data!r})"
+        return f"FrozenObject({thaw(self)!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """A mutable deep copy."""
-        return copy.deepcopy(self._data)
+        return thaw(self)  # type: ignore[no-any-return]
 
 
 class FrozenArray(Sequence[Any]):
@@ -74,14 +83,14 @@ class FrozenArray(Sequence[Any]):
 
     __slots__ = ("_items",)
 
-    _items: list[Any]
+    _items: list[Any] | tuple[Any, ...]
 
     def __init__(self, items: Sequence[Any] = ()) -> None:
         self._items = copy.deepcopy([thaw(v) for v in items])
 
     @classmethod
-    def _wrap(cls, items: list[Any]) -> FrozenArray:
-        """Wrap a list nobody else holds, without copying it."""
+    def _wrap(cls, items: list[Any] | tuple[Any, ...]) -> FrozenArray:
+        """Wrap a list (or tuple) nobody else changes, without copying it."""
         view = object.__new__(cls)
         view._items = items
         return view
@@ -102,29 +111,31 @@ class FrozenArray(Sequence[Any]):
         return len(self._items)
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, FrozenArray):
-            return self._items == other._items
-        if isinstance(other, (list, tuple)):
-            return self._items == [thaw(v) for v in other]
+        if isinstance(other, (FrozenArray, list, tuple)):
+            return thaw(self) == thaw(other)  # type: ignore[no-any-return]
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(_hashable(self._items))
+        return hash(_hashable(thaw(self)))
 
     def __repr__(self) -> str:
-        return f"FrozenArray({self._items!r})"
+        return f"FrozenArray({thaw(self)!r})"
 
     def to_list(self) -> list[Any]:
         """A mutable deep copy."""
-        return copy.deepcopy(self._items)
+        return thaw(self)  # type: ignore[no-any-return]
 
 
 def thaw(value: Any) -> Any:
-    """Plain JSON containers from frozen views (and tuples), for comparing and encoding."""
-    if isinstance(value, FrozenObject):
-        return value._data
-    if isinstance(value, FrozenArray):
-        return value._items
+    """A fresh plain-JSON copy (dicts, lists, scalars) of views, raw JSON text, mappings
+    and sequences, for comparing, hashing and encoding."""
+    kind = type(value)
+    if kind is _Raw:
+        return _decode_json(value)
+    if kind is FrozenObject:
+        value = value._data
+    elif kind is FrozenArray:
+        value = value._items
     if isinstance(value, Mapping):
         return {k: thaw(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -2,23 +2,26 @@
 
 Structs are frozen and untracked by the garbage collector (``gc=False``): a
 decoded group holds no reference cycles, so a cache of 100,000 groups adds
-nothing to the cost of a ``gc.collect()``. Free-form JSON objects
-(``metadata``, ``sourceData``, import issues) are deep-frozen into read-only
-mappings and tuples, so a value shared through the cache cannot be changed by
-one of its readers.
+almost nothing to the cost of a ``gc.collect()``. Free-form JSON
+(``metadata``, ``sourceData``, import issues) is checked for its shape and kept
+as raw JSON text one level down (``msgspec.Raw``, which refers to the response
+body); the attributes read it through read-only views that decode on access,
+so a value shared through the cache cannot be changed by one of its readers
+and a lookup never pays for free-form JSON nobody reads.
 """
 
 from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import msgspec
 
 from ._exceptions import FanfareDecodeError
-from ._frozen_json import FrozenArray, FrozenObject, thaw
+from ._frozen_json import FrozenArray, FrozenObject, frozen, thaw
 
 __all__ = [
     "Audience",
@@ -32,9 +35,11 @@ __all__ = [
     "decode_group_audiences",
 ]
 
-JSONValue = Any
 # Naive date-times fail this constraint and are then read as UTC by the slow path.
 AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+
+
+_MAX_REMEMBERED_VALUES = 64
 
 
 class _OpenStrEnum(str, enum.Enum):
@@ -52,6 +57,11 @@ class _OpenStrEnum(str, enum.Enum):
         member = str.__new__(cls, value)
         member._name_ = value
         member._value_ = value
+        # Remember a bounded number of them: the next decode finds the same
+        # pseudo-member by the enum's own fast lookup.
+        known = cls._value2member_map_
+        if len(known) < _MAX_REMEMBERED_VALUES + len(cls.__members__):
+            known[value] = member
         return member
 
     def __str__(self) -> str:
@@ -87,16 +97,89 @@ class _Model(
     rename="camel",
     gc=False,
     omit_defaults=False,
-    repr_omit_defaults=True,
 ):
-    pass
+    # Equality, hashing and repr see free-form fields as JSON values, whether a
+    # field holds raw JSON text (decoded) or a view or dict (built by hand).
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        mine, theirs = _astuple(self), _astuple(other)
+        if mine == theirs:
+            return True
+        for a, b in zip(mine, theirs, strict=True):
+            if a != b and not (_is_json(a, b) and thaw(a) == thaw(b)):
+                return False
+        return True
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(tuple(_hashable(thaw(v)) if _is_json(v) else v for v in _astuple(self)))
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{name}={value!r}" for name, value in self.__rich_repr__())
+        return f"{type(self).__name__}({fields})"
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        """Fields that differ from their defaults, free-form JSON as views."""
+        return [
+            (name, getattr(self, name))
+            for (name, default), value in zip(_defaults(type(self)), _astuple(self), strict=True)
+            if default is _REQUIRED or value != default
+        ]
+
+
+_astuple = msgspec.structs.astuple
+_REQUIRED = object()
+_JSON_KINDS = (dict, list, tuple, msgspec.Raw, FrozenObject, FrozenArray)
+_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
+
+
+def _is_json(*values: Any) -> bool:
+    return any(isinstance(v, _JSON_KINDS) for v in values)
+
+
+def _hashable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return frozenset((k, _hashable(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return tuple(_hashable(v) for v in value)
+    return value
+
+
+def _defaults(cls: type[_Model]) -> tuple[tuple[str, Any], ...]:
+    """``(name, default)`` per field, ``_REQUIRED`` for none; cached per class."""
+    try:
+        return _DEFAULTS[cls]
+    except KeyError:
+        pass
+    pairs: list[tuple[str, Any]] = []
+    for info in msgspec.structs.fields(cls):
+        if info.default is not msgspec.NODEFAULT:
+            pairs.append((info.name, info.default))
+        elif info.default_factory is not msgspec.NODEFAULT:
+            pairs.append((info.name, info.default_factory()))
+        else:
+            pairs.append((info.name, _REQUIRED))
+    _DEFAULTS[cls] = result = tuple(pairs)
+    return result
+
+
+#: A JSON object whose values stay raw JSON text until read.
+_RawObject = dict[str, msgspec.Raw]
 
 
 class ImportRowError(_Model, frozen=True):
     """One rejected row of an audience import; ``issues`` are free-form JSON values."""
 
     row: int | None = None
-    issues: FrozenArray = msgspec.field(default_factory=FrozenArray)
+    if TYPE_CHECKING:
+        issues: FrozenArray = FrozenArray()
+    else:
+        issues: tuple[msgspec.Raw, ...] = ()
 
 
 class AudienceImport(_Model, frozen=True):
@@ -143,7 +226,10 @@ class SyncSource(_Model, frozen=True):
     sync_source: str | None = None
     sync_source_id: str | None = None
     last_synced_at: AwareDatetime | None = None
-    source_data: FrozenObject | None = None
+    if TYPE_CHECKING:
+        source_data: FrozenObject | None = None
+    else:
+        source_data: _RawObject | None = None
     sync_status: SyncStatus | None = None
 
 
@@ -166,7 +252,10 @@ class Audience(_Model, frozen=True):
     group_type: GroupType | None = None
     icon_name: str | None = None
     last_refreshed_at: AwareDatetime | None = None
-    metadata: FrozenObject | None = None
+    if TYPE_CHECKING:
+        metadata: FrozenObject | None = None
+    else:
+        metadata: _RawObject | None = None
     primary_external_id: str | None = None
     primary_last_synced_at: AwareDatetime | None = None
     primary_source_vendor: str | None = None
@@ -177,29 +266,40 @@ class Audience(_Model, frozen=True):
     updated_by: str | None = None
 
 
-_new_view = object.__new__
+def _object_view(value: Any) -> FrozenObject | None:
+    if value is None or type(value) is FrozenObject:
+        return value
+    return FrozenObject._wrap(value) if type(value) is dict else frozen(value)
 
 
-def _dec_hook(type_: type, obj: Any) -> Any:
-    # Called ~18 times per typical group: wraps the decoder's fresh container
-    # in place (what FrozenObject._wrap / FrozenArray._wrap do, minus a call).
-    kind = type(obj)
-    if type_ is FrozenObject and kind is dict:
-        view: Any = _new_view(FrozenObject)
-        view._data = obj
-        return view
-    if type_ is FrozenArray and kind is list:
-        view = _new_view(FrozenArray)
-        view._items = obj
-        return view
-    expected = "object" if type_ is FrozenObject else "array"
-    raise ValueError(f"Expected `{expected}`, got `{kind.__name__}`")
+def _array_view(value: Any) -> FrozenArray:
+    view: FrozenArray = value if type(value) is FrozenArray else frozen(value)
+    return view
+
+
+def _read_through(cls: type[_Model], name: str, view: Callable[[Any], Any]) -> None:
+    """Make ``cls.name`` a read-only property giving ``view(stored value)``; the
+    decoder still fills the field's slot, and encoding writes it out as it is."""
+    get = cls.__dict__[name].__get__
+
+    def read(self: Any) -> Any:
+        return view(get(self))
+
+    read.__doc__ = f"``{name}``: free-form JSON, read-only, decoded when read."
+    setattr(cls, name, property(read))
+
+
+_read_through(ImportRowError, "issues", _array_view)
+_read_through(SyncSource, "source_data", _object_view)
+_read_through(Audience, "metadata", _object_view)
 
 
 # The page's required/optional split plus the constraints: `name` non-empty and
 # date-times timezone-aware (naive ones are handled by the slow path below).
-_DECODER = msgspec.json.Decoder(list[Audience], dec_hook=_dec_hook)
+_DECODER = msgspec.json.Decoder(list[Audience])
+_TUPLE_DECODER = msgspec.json.Decoder(tuple[Audience, ...])
 _UNTYPED_DECODER = msgspec.json.Decoder()
+_UNTYPED_ENCODER = msgspec.json.Encoder()
 
 _NAIVE_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\Z")
 _AUDIENCE_DATETIMES = ("createdAt", "updatedAt", "lastRefreshedAt", "primaryLastSyncedAt")
@@ -231,13 +331,21 @@ def decode_group_audiences(data: bytes | bytearray | memoryview | str) -> list[A
         FanfareDecodeError: the body is not JSON, or not the documented shape;
             the message and ``path`` name the offending location (``$[3].name``).
     """
+    return _decode(_DECODER, data)  # type: ignore[no-any-return]
+
+
+def decode_audience_tuple(data: bytes | bytearray | memoryview | str) -> tuple[Audience, ...]:
+    """:func:`decode_group_audiences` into the tuple the cache keeps."""
+    return _decode(_TUPLE_DECODER, data)  # type: ignore[no-any-return]
+
+
+def _decode(decoder: msgspec.json.Decoder[Any], data: bytes | bytearray | memoryview | str) -> Any:
     try:
-        audiences = _DECODER.decode(data)
+        return decoder.decode(data)
     except msgspec.ValidationError as exc:
-        audiences = _decode_with_naive_datetimes(data, exc)
+        return _decode_with_naive_datetimes(decoder, data, exc)
     except msgspec.DecodeError as exc:
         raise _not_json(exc) from exc
-    return audiences
 
 
 def _not_json(exc: msgspec.DecodeError) -> FanfareDecodeError:
@@ -245,10 +353,12 @@ def _not_json(exc: msgspec.DecodeError) -> FanfareDecodeError:
 
 
 def _decode_with_naive_datetimes(
-    data: bytes | bytearray | memoryview | str, original: msgspec.ValidationError
-) -> list[Audience]:
+    decoder: msgspec.json.Decoder[Any],
+    data: bytes | bytearray | memoryview | str,
+    original: msgspec.ValidationError,
+) -> Any:
     """Slow path, taken only when the fast decode failed: mark naive date-times as UTC
-    and convert again; any remaining problem is reported with its JSON path."""
+    and decode again; any remaining problem is reported with its JSON path."""
     try:
         raw = _UNTYPED_DECODER.decode(data)
     except msgspec.DecodeError as exc:
@@ -256,7 +366,7 @@ def _decode_with_naive_datetimes(
     if not (isinstance(raw, list) and _mark_naive_as_utc(raw)):
         raise _decode_error(original)
     try:
-        return msgspec.convert(raw, list[Audience], dec_hook=_dec_hook)
+        return decoder.decode(_UNTYPED_ENCODER.encode(raw))
     except msgspec.ValidationError as exc:
         raise _decode_error(exc) from exc
 

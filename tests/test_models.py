@@ -25,6 +25,7 @@ from fanfare_async import (
     SyncStatus,
     decode_group_audiences,
 )
+from fanfare_async._frozen_json import FrozenObject
 from fanfare_async._models import encode_audiences
 
 EXAMPLE = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
@@ -178,6 +179,14 @@ def _mutated(path: str, mutate: Any) -> bytes:
             "$[0].imports[0].errorCount",
         ),
         (_mutated("metadata", lambda d: d[0].update(metadata=[1])), "$[0].metadata"),
+        (
+            _mutated("sourceData", lambda d: d[1]["primarySyncSource"].update(sourceData="x")),
+            "$[1].primarySyncSource.sourceData",
+        ),
+        (
+            _mutated("issues", lambda d: d[0]["imports"][0]["errors"][0].update(issues={})),
+            "$[0].imports[0].errors[0].issues",
+        ),
         (b'{"not": "an array"}', "$"),
         (b"[1, 2]", "$[0]"),
     ],
@@ -283,3 +292,76 @@ def test_frozen_views_compare_hash_and_copy() -> None:
     assert metadata["tags"][1]["deep"] == (1, 2)
     with pytest.raises(TypeError):
         tags[0] = "b"  # type: ignore[index]
+
+
+def test_free_form_json_is_read_on_access_and_compares_with_hand_built_models() -> None:
+    """Raw free-form JSON reads as views; a model built by hand with plain values is equal."""
+    data = example()
+    data[0]["metadata"] = {"owner": {"team": "crm"}, "tags": ["q4"]}
+    [audience] = decode_group_audiences(encode(data))
+    metadata = audience.metadata
+    assert isinstance(metadata, FrozenObject)
+    assert metadata["owner"]["team"] == "crm"
+    assert audience.metadata == metadata  # each read decodes afresh, to an equal view
+    by_hand = msgspec.structs.replace(
+        audience, metadata={"tags": ["q4"], "owner": {"team": "crm"}}
+    )
+    assert by_hand == audience
+    assert (by_hand != audience) is False
+    assert hash(by_hand) == hash(audience)
+    other = msgspec.structs.replace(audience, metadata={"tags": []})
+    assert other != audience
+    assert msgspec.structs.replace(audience, name="other") != audience
+    source = audience.primary_sync_source
+    assert source is not None
+    assert source == SyncSource(
+        **{f: getattr(source, f) for f in source.__struct_fields__ if f != "source_data"},
+        source_data=FrozenObject({}),
+    )
+
+
+def test_repr_shows_json_values_and_omits_defaults() -> None:
+    """repr shows free-form JSON as views (never raw buffers) and only non-default fields."""
+    data = example()
+    data[0]["metadata"] = {"k": [1]}
+    data[0]["description"] = None
+    [audience] = decode_group_audiences(encode(data))
+    text = repr(audience)
+    assert "metadata=FrozenObject({'k': [1]})" in text
+    assert "Raw" not in text
+    assert "description=" not in text
+    assert repr(ImportRowError(row=1)) == "ImportRowError(row=1)"
+    assert repr(audience.imports[0].errors[0]) == (
+        "ImportRowError(row=123, issues=FrozenArray(['<unknown>']))"
+    )
+
+
+def test_free_form_json_adds_no_tracked_objects() -> None:
+    """After one collection a decoded group holds nothing the garbage collector tracks."""
+    data = example()
+    data[0]["metadata"] = {"owner": {"team": "crm"}, "tags": ["q4", {"x": 1}]}
+    [audience] = decode_group_audiences(encode(data))
+    gc.collect()
+    stored = msgspec.structs.astuple(audience)
+    metadata = stored[audience.__struct_fields__.index("metadata")]
+    assert isinstance(metadata, dict)
+    assert not gc.is_tracked(metadata)
+    [error] = audience.imports[0].errors
+    issues = msgspec.structs.astuple(error)[error.__struct_fields__.index("issues")]
+    assert not gc.is_tracked(issues)
+    assert not gc.is_tracked(audience.imports)
+
+
+def test_unknown_enum_values_are_remembered_up_to_a_bound() -> None:
+    """A repeated unknown value decodes to the same pseudo-member; hostile variety stays bounded."""
+    data = example()
+    data[0]["groupType"] = "COHORT_V2"
+    [first] = decode_group_audiences(encode(data))
+    [second] = decode_group_audiences(encode(data))
+    assert first.group_type is second.group_type
+    assert list(GroupType) == [GroupType.SEGMENTED_VALUE, GroupType.RFM]
+    for n in range(500):
+        data[0]["groupType"] = f"HOSTILE_{n}"
+        [audience] = decode_group_audiences(encode(data))
+        assert audience.group_type == f"HOSTILE_{n}"
+    assert len(GroupType._value2member_map_) <= 64 + len(GroupType.__members__)
