@@ -54,12 +54,14 @@ class _OpenStrEnum(str, enum.Enum):
     def _missing_(cls, value: object) -> Any:
         if not isinstance(value, str):
             return None
+        known = cls._value2member_map_
+        member = known.get(value)
+        if member is not None:  # msgspec asks _missing_ directly, not the map
+            return member
         member = str.__new__(cls, value)
         member._name_ = value
         member._value_ = value
-        # Remember a bounded number of them: the next decode finds the same
-        # pseudo-member by the enum's own fast lookup.
-        known = cls._value2member_map_
+        # Remember a bounded number of them, so repeats are the same object.
         if len(known) < _MAX_REMEMBERED_VALUES + len(cls.__members__):
             known[value] = member
         return member
