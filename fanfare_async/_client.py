@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import logging
 import time
 import uuid
@@ -47,7 +46,7 @@ from ._exceptions import (
 from ._expiry import group_ttl
 from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id, encode_path_segment
-from ._models import Audience, decode_group_audiences
+from ._models import Audience, decode_audience_tuple
 from ._ratelimit import RateLimiter, RateLimitState
 from ._retry import parse_http_date
 from ._transport import Transport
@@ -117,7 +116,7 @@ class FanfareClient:
         self._cache = GroupCache(self._cache_config, clock=self._clock)
         self._entries = self._cache.entries
         self._inflight: dict[str, _Flight] = {}
-        self._tasks: set[asyncio.Task[_Fetched]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._runners: set[asyncio.Task[None]] = set()
         self._epoch = 0
         self._closed = False
@@ -225,16 +224,19 @@ class FanfareClient:
     async def _lookup_key(self, key: str, use_cache: bool) -> list[Audience]:
         """The slow path, for a canonical id: cache (fresh or negative), then single-flight."""
         self._check_open()
-        cache = self._cache
         if not use_cache:
             return list((await self._join(self._start_fetch(key))).audiences)
-        now = self._clock()
-        entry = cache.entries.get(key)
-        if entry is not None and now < entry.expires:
-            cache.record_hit(entry)
+        entry = self._entries.get(key)
+        if entry is not None and self._clock() < entry.expires:
+            self._cache.record_hit(entry)
             return list(entry.audiences)
+        return await self._not_fresh(key)
+
+    async def _not_fresh(self, key: str) -> list[Audience]:
+        """No fresh entry: a cached 404, or the shared fetch (started here or joined)."""
+        cache = self._cache
         negative = cache.not_found.get(key)
-        if negative is not None and negative.not_found is not None and now < negative.expires:
+        if negative is not None and negative.not_found and self._clock() < negative.expires:
             cache.record_hit(negative)
             raise copy.copy(negative.not_found)
         flight = self._inflight.get(key)
@@ -250,29 +252,40 @@ class FanfareClient:
         return list(result.audiences)
 
     def _start_fetch(self, key: str) -> _Flight:
-        task = asyncio.get_running_loop().create_task(self._fetch(key, self._epoch))
-        flight = _Flight(key, task)
+        flight = _Flight(key)
+        flight.task = task = asyncio.get_running_loop().create_task(self._fly(flight, self._epoch))
         self._tasks.add(task)
-        task.add_done_callback(functools.partial(self._land, flight))
         return flight
 
-    def _land(self, flight: _Flight, task: asyncio.Task[_Fetched]) -> None:
-        """The fetch is over: hand its outcome to every caller still waiting."""
-        self._tasks.discard(task)
-        if self._inflight.get(flight.key) is flight:
-            del self._inflight[flight.key]
-        if task.cancelled():
+    async def _fly(self, flight: _Flight, epoch: int) -> None:
+        """The shared fetch's task: fetch, then hand the outcome to every caller still
+        waiting, directly from here (no done-callback round through the event loop)."""
+        try:
+            fetched = await self._fetch(flight.key, epoch)
+        except asyncio.CancelledError:
+            self._landed(flight)
             for waiter in flight.waiting:
                 waiter.cancel()
-            return
-        error = task.exception()  # retrieved here, so never reported as lost
-        for waiter in flight.waiting:
-            if waiter.done():
-                continue
-            if error is not None:
-                waiter.set_exception(error)
-            else:
-                waiter.set_result(task.result())
+            raise
+        except BaseException as exc:
+            self._landed(flight)
+            for waiter in flight.waiting:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+            # Not re-raised: each waiter has it, and nobody awaits this task.
+        else:
+            self._landed(flight)
+            for waiter in flight.waiting:
+                if not waiter.done():
+                    waiter.set_result(fetched)
+
+    def _landed(self, flight: _Flight) -> None:
+        """The fetch is over: it is no longer in flight for new callers."""
+        self._tasks.discard(flight.task)
+        if self._inflight.get(flight.key) is flight:
+            del self._inflight[flight.key]
 
     async def _join(self, flight: _Flight) -> _Fetched:
         """Wait for a shared fetch on this caller's own future. Cancelling one caller
@@ -312,7 +325,8 @@ class FanfareClient:
             self._cache.record_hit(entry)
             return list(entry.audiences), True
         try:
-            return await self._lookup_key(key, True), False
+            self._check_open()
+            return await self._not_fresh(key), False
         except FanfareClientClosedError:
             raise
         except FanfareError as exc:
@@ -392,7 +406,7 @@ class FanfareClient:
             return _Fetched(stale.audiences, stale=True)
         arrived = self._clock()
         try:
-            audiences = tuple(decode_group_audiences(fetched.body))
+            audiences = decode_audience_tuple(fetched.body)
         except FanfareDecodeError as exc:
             raise FanfareDecodeError(
                 f"GET {self._transport.url_for(segment)}: {exc}", path=exc.path
@@ -414,9 +428,10 @@ class _Flight:
 
     __slots__ = ("key", "task", "waiting")
 
-    def __init__(self, key: str, task: asyncio.Task[_Fetched]) -> None:
+    task: asyncio.Task[None]
+
+    def __init__(self, key: str) -> None:
         self.key = key
-        self.task = task
         self.waiting: list[asyncio.Future[_Fetched]] = []
 
 
