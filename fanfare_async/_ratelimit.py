@@ -126,6 +126,10 @@ class RateLimiter:
         self._in_flight += 1
         return 0.0
 
+    def try_acquire(self) -> bool:
+        """Count a request that may go out now, without waiting; False: call :meth:`acquire`."""
+        return not self._turn.locked() and self._try_take(self._monotonic()) == 0.0
+
     async def acquire(self, max_pause: float = math.inf) -> None:
         """Wait until a request may be sent, and count it; pair with :meth:`release`.
 

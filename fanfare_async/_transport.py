@@ -139,78 +139,89 @@ class Transport:
         """GET the group at ``segment`` (already percent-encoded), retrying what is transient."""
         url = self._prefix + segment
         request_url = URL(url, encoded=True)
-        max_retries = self._config.max_retries
+        limiter = self._limiter
+        config = self._config
         attempt = 0
         while True:
             session = self._get_session()
-            await self._limiter.acquire(self._config.max_retry_wait)
+            if not limiter.try_acquire():
+                await limiter.acquire(config.max_retry_wait)
             try:
-                try:
-                    return await self._attempt(session, request_url, url)
-                finally:
-                    self._limiter.release()
-            except TransportError as exc:
-                if not _is_retryable_transport_error(exc) or attempt >= max_retries:
+                async with session.get(
+                    request_url,
+                    headers=self._headers,
+                    allow_redirects=False,
+                    timeout=config.timeout,
+                ) as response:
+                    status = response.status
+                    headers = response.headers
+                    if 200 <= status < 300:
+                        limiter.observe(status, headers, None)
+                        length = response.content_length
+                        limit = config.max_response_bytes
+                        if length is None or length > limit or "Content-Encoding" in headers:
+                            body = await self._read_body(response, url, limit)
+                        else:
+                            body = await response.read()
+                        if logger.isEnabledFor(logging.DEBUG):
+                            logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
+                        return Fetched(body, headers.get("Date"))
+                    error: FanfareError = await self._api_error(response, url)
+            except FanfareError as exc:
+                error = exc
+            except Exception as exc:
+                translated = _translated(exc, url)
+                if translated is None:
                     raise
-                delay = backoff_delay(attempt)
-                logger.debug(
-                    "%s %s failed (%s); retry %d in %.2fs", _METHOD, url, exc, attempt + 1, delay
-                )
-            except APIError as exc:
-                if exc.status_code not in RETRYABLE_STATUSES or attempt >= max_retries:
-                    raise
-                retry_after = exc.retry_after
-                if retry_after is not None and retry_after > self._config.max_retry_wait:
-                    if isinstance(exc, RateLimitError):
-                        raise
-                    raise _too_long_wait(exc, retry_after) from exc
-                delay = retry_after if retry_after is not None else backoff_delay(attempt)
-                logger.debug(
-                    "%s %s -> %d; retry %d in %.2fs",
-                    _METHOD,
-                    url,
-                    exc.status_code,
-                    attempt + 1,
-                    delay,
-                )
-            await asyncio.sleep(delay)
+                translated.__cause__ = exc
+                error = translated
+            finally:
+                limiter.release()
+            await asyncio.sleep(self._retry_delay(error, attempt, url))
             attempt += 1
 
-    async def _attempt(self, session: aiohttp.ClientSession, request_url: URL, url: str) -> Fetched:
-        try:
-            async with session.get(
-                request_url,
-                headers=self._headers,
-                allow_redirects=False,
-                timeout=self._config.timeout,
-            ) as response:
-                status = response.status
-                headers = response.headers
-                if 200 <= status < 300:
-                    self._limiter.observe(status, headers, None)
-                    body = await self._read_body(response, url, self._config.max_response_bytes)
-                    logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
-                    return Fetched(body, headers.get("Date"))
-                retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
-                self._limiter.observe(status, headers, retry_after)
-                body = await self._read_body(response, url, MAX_ERROR_BODY_BYTES, truncate=True)
-                logger.debug("%s %s -> %d", _METHOD, url, status)
-                raise build_api_error(
-                    status=status,
-                    reason=response.reason,
-                    headers=headers,
-                    body=body,
-                    method=_METHOD,
-                    url=url,
-                    retry_after=retry_after,
-                )
-        except FanfareError:
-            raise
-        except Exception as exc:
-            error = _translated(exc, url)
-            if error is None:
-                raise
-            raise error from exc
+    async def _api_error(self, response: aiohttp.ClientResponse, url: str) -> APIError:
+        """The typed error for a non-2xx response (its body read, within limits)."""
+        status = response.status
+        headers = response.headers
+        retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
+        self._limiter.observe(status, headers, retry_after)
+        body = await self._read_body(response, url, MAX_ERROR_BODY_BYTES, truncate=True)
+        logger.debug("%s %s -> %d", _METHOD, url, status)
+        return build_api_error(
+            status=status,
+            reason=response.reason,
+            headers=headers,
+            body=body,
+            method=_METHOD,
+            url=url,
+            retry_after=retry_after,
+        )
+
+    def _retry_delay(self, error: FanfareError, attempt: int, url: str) -> float:
+        """Seconds to wait before retrying after ``error``; raises it when it is final."""
+        if attempt >= self._config.max_retries:
+            raise error
+        if isinstance(error, TransportError):
+            if not _is_retryable_transport_error(error):
+                raise error
+            delay = backoff_delay(attempt)
+            logger.debug(
+                "%s %s failed (%s); retry %d in %.2fs", _METHOD, url, error, attempt + 1, delay
+            )
+            return delay
+        if not isinstance(error, APIError) or error.status_code not in RETRYABLE_STATUSES:
+            raise error
+        retry_after = error.retry_after
+        if retry_after is not None and retry_after > self._config.max_retry_wait:
+            if isinstance(error, RateLimitError):
+                raise error
+            raise _too_long_wait(error, retry_after) from error
+        delay = retry_after if retry_after is not None else backoff_delay(attempt)
+        logger.debug(
+            "%s %s -> %d; retry %d in %.2fs", _METHOD, url, error.status_code, attempt + 1, delay
+        )
+        return delay
 
     @staticmethod
     async def _read_body(
