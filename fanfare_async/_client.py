@@ -49,7 +49,7 @@ from ._ids import canonical_group_id, encode_path_segment
 from ._models import Audience, decode_audience_tuple
 from ._ratelimit import RateLimiter, RateLimitState
 from ._retry import parse_http_date
-from ._transport import Transport
+from ._transport import Fetched, Transport
 
 logger = logging.getLogger("fanfare_async")
 
@@ -216,40 +216,62 @@ class FanfareClient:
                     cache.uses += 1
                     entry.used = cache.uses
                     return list(entry.audiences)
-        return await self._lookup(group_id, use_cache)
+        return await self._lookup(canonical_group_id(group_id), use_cache)
 
-    async def _lookup(self, group_id: str | uuid.UUID, use_cache: bool) -> list[Audience]:
-        return await self._lookup_key(canonical_group_id(group_id), use_cache)
+    async def _lookup(self, key: str, use_cache: bool) -> list[Audience]:
+        """The slow path, for a canonical id: the cache (fresh or a cached 404), then the
+        shared fetch (started here or joined), awaited on this caller's own future.
 
-    async def _lookup_key(self, key: str, use_cache: bool) -> list[Audience]:
-        """The slow path, for a canonical id: cache (fresh or negative), then single-flight."""
+        Cancelling one caller never cancels the fetch for the others; when the last
+        one goes, the fetch is cancelled too.
+        """
         self._check_open()
-        if not use_cache:
-            return list((await self._join(self._start_fetch(key))).audiences)
-        entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry.expires:
-            self._cache.record_hit(entry)
-            return list(entry.audiences)
-        return await self._not_fresh(key)
-
-    async def _not_fresh(self, key: str) -> list[Audience]:
-        """No fresh entry: a cached 404, or the shared fetch (started here or joined)."""
         cache = self._cache
-        negative = cache.not_found.get(key)
-        if negative is not None and negative.not_found and self._clock() < negative.expires:
-            cache.record_hit(negative)
-            raise copy.copy(negative.not_found)
-        flight = self._inflight.get(key)
-        if flight is None:
-            cache.misses += 1
-            flight = self._start_fetch(key)
-            self._inflight[key] = flight
+        if use_cache:
+            now = self._clock()
+            entry = self._entries.get(key)
+            if entry is not None and now < entry.expires:
+                cache.record_hit(entry)
+                return list(entry.audiences)
+            negative = cache.not_found.get(key)
+            if negative is not None and negative.not_found and now < negative.expires:
+                cache.record_hit(negative)
+                raise copy.copy(negative.not_found)
+            flight = self._inflight.get(key)
+            if flight is None:
+                cache.misses += 1
+                flight = self._inflight[key] = self._start_fetch(key)
+            else:
+                cache.coalesced += 1
         else:
-            cache.coalesced += 1
-        result = await self._join(flight)
-        if result.stale:
+            flight = self._start_fetch(key)
+        waiter: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
+        flight.waiting.append(waiter)
+        try:
+            fetched = await waiter
+        except asyncio.CancelledError:
+            if flight.task.cancelled() and self._closed and not cancelling():
+                raise FanfareClientClosedError(
+                    "the client was closed while the request was in flight"
+                ) from None
+            raise
+        finally:
+            if waiter.done() and not waiter.cancelled():
+                waiter.exception()  # mark retrieved, in case this caller left meanwhile
+            else:  # this caller was cancelled (its future with it)
+                self._leave(flight, waiter)
+        if fetched.stale:
             cache.stale_served += 1
-        return list(result.audiences)
+        return list(fetched.audiences)
+
+    def _leave(self, flight: _Flight, waiter: asyncio.Future[_Fetched]) -> None:
+        """A cancelled caller stops waiting; the last one to leave cancels the fetch."""
+        if waiter in flight.waiting:
+            flight.waiting.remove(waiter)
+        if not flight.waiting and not flight.task.done():
+            if self._inflight.get(flight.key) is flight:
+                del self._inflight[flight.key]
+            flight.task.cancel()
 
     def _start_fetch(self, key: str) -> _Flight:
         flight = _Flight(key)
@@ -260,8 +282,14 @@ class FanfareClient:
     async def _fly(self, flight: _Flight, epoch: int) -> None:
         """The shared fetch's task: fetch, then hand the outcome to every caller still
         waiting, directly from here (no done-callback round through the event loop)."""
+        key = flight.key
         try:
-            fetched = await self._fetch(flight.key, epoch)
+            try:
+                response = await self._transport.fetch(encode_path_segment(key))
+            except FanfareError as exc:
+                fetched = self._after_failure(key, epoch, exc)
+            else:
+                fetched = self._decoded(key, epoch, response)
         except asyncio.CancelledError:
             self._landed(flight)
             for waiter in flight.waiting:
@@ -287,31 +315,6 @@ class FanfareClient:
         if self._inflight.get(flight.key) is flight:
             del self._inflight[flight.key]
 
-    async def _join(self, flight: _Flight) -> _Fetched:
-        """Wait for a shared fetch on this caller's own future. Cancelling one caller
-        never cancels the fetch for the others; when the last one goes, the fetch is
-        cancelled too."""
-        waiter: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
-        flight.waiting.append(waiter)
-        try:
-            return await waiter
-        except asyncio.CancelledError:
-            if flight.task.cancelled() and self._closed and not cancelling():
-                raise FanfareClientClosedError(
-                    "the client was closed while the request was in flight"
-                ) from None
-            raise
-        finally:
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # mark retrieved, in case this caller left meanwhile
-            else:  # this caller was cancelled (its future with it)
-                if waiter in flight.waiting:
-                    flight.waiting.remove(waiter)
-                if not flight.waiting and not flight.task.done():
-                    if self._inflight.get(flight.key) is flight:
-                        del self._inflight[flight.key]
-                    flight.task.cancel()
-
     async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
         """One id of a bulk run: its audiences or its error, and whether the cache answered."""
         try:
@@ -325,8 +328,7 @@ class FanfareClient:
             self._cache.record_hit(entry)
             return list(entry.audiences), True
         try:
-            self._check_open()
-            return await self._not_fresh(key), False
+            return await self._lookup(key, True), False
         except FanfareClientClosedError:
             raise
         except FanfareError as exc:
@@ -386,40 +388,39 @@ class FanfareClient:
         self._runners.add(task)
         task.add_done_callback(self._runners.discard)
 
-    async def _fetch(self, key: str, epoch: int) -> _Fetched:
-        """One request for ``key``; stores what it learns unless the cache was
-        invalidated meanwhile."""
+    def _after_failure(self, key: str, epoch: int, exc: FanfareError) -> _Fetched:
+        """A failed fetch: cache a 404 (``negative_ttl``), serve stale
+        (``stale_if_error``), or raise."""
         cache = self._cache
-        config = self._cache_config
-        segment = encode_path_segment(key)
-        try:
-            fetched = await self._transport.fetch(segment)
-        except NotFoundError as exc:
-            if config.negative_ttl > 0 and epoch == self._epoch:
-                cache.store(key, Entry((), self._clock() + config.negative_ttl, exc))
-            raise
-        except FanfareError as exc:
-            stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
-            if stale is None:
-                raise
-            logger.debug("serving stale %s after %s", key, type(exc).__name__)
-            return _Fetched(stale.audiences, stale=True)
+        if isinstance(exc, NotFoundError):
+            negative_ttl = self._cache_config.negative_ttl
+            if negative_ttl > 0 and epoch == self._epoch:
+                cache.store(key, Entry((), self._clock() + negative_ttl, exc))
+            raise exc
+        stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
+        if stale is None:
+            raise exc
+        logger.debug("serving stale %s after %s", key, type(exc).__name__)
+        return _Fetched(stale.audiences, stale=True)
+
+    def _decoded(self, key: str, epoch: int, response: Fetched) -> _Fetched:
+        """Decode a fetched body and cache it, unless the cache was invalidated since."""
         arrived = self._clock()
         try:
-            audiences = decode_audience_tuple(fetched.body)
+            audiences = decode_audience_tuple(response.body)
         except FanfareDecodeError as exc:
-            raise FanfareDecodeError(
-                f"GET {self._transport.url_for(segment)}: {exc}", path=exc.path
-            ) from exc
+            url = self._transport.url_for(encode_path_segment(key))
+            raise FanfareDecodeError(f"GET {url}: {exc}", path=exc.path) from exc
         if epoch == self._epoch:
+            config = self._cache_config
             ttl = group_ttl(
                 audiences,
-                now=_server_now(audiences, fetched.date),
+                now=_server_now(audiences, response.date),
                 default_ttl=config.default_ttl,
                 min_ttl=config.min_ttl,
                 max_ttl=config.max_ttl,
             )
-            cache.store(key, Entry(audiences, arrived + ttl))
+            self._cache.store(key, Entry(audiences, arrived + ttl))
         return _Fetched(audiences, stale=False)
 
 
