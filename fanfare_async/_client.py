@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import sys
 import time
 import uuid
 from types import TracebackType
@@ -52,6 +53,9 @@ from ._retry import parse_http_date
 from ._transport import Fetched, Transport
 
 logger = logging.getLogger("fanfare_async")
+
+#: Task.uncancel() (3.11+) lets aclose() interrupt a caller's own fetch cleanly.
+_CAN_UNCANCEL = sys.version_info >= (3, 11)
 
 
 class FanfareClient:
@@ -117,6 +121,8 @@ class FanfareClient:
         self._entries = self._cache.entries
         self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Callers running a use_cache=False fetch themselves -> cancelled by aclose().
+        self._fetching_alone: dict[asyncio.Task[Any], bool] = {}
         self._runners: set[asyncio.Task[None]] = set()
         self._epoch = 0
         self._closed = False
@@ -168,6 +174,9 @@ class FanfareClient:
         tasks: list[asyncio.Task[Any]] = [*self._runners, *self._tasks]
         for task in tasks:
             task.cancel()
+        for caller in self._fetching_alone:  # callers' own tasks: not awaited here
+            self._fetching_alone[caller] = True
+            caller.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         await self._transport.aclose()
@@ -243,6 +252,8 @@ class FanfareClient:
                 flight = self._inflight[key] = self._start_fetch(key)
             else:
                 cache.coalesced += 1
+        elif _CAN_UNCANCEL:
+            return list(await self._fetch_alone(key))
         else:
             flight = self._start_fetch(key)
         waiter: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
@@ -263,6 +274,31 @@ class FanfareClient:
         if fetched.stale:
             cache.stale_served += 1
         return list(fetched.audiences)
+
+    async def _fetch_alone(self, key: str) -> tuple[Audience, ...]:
+        """A ``use_cache=False`` fetch: nobody can join it, so it runs in the caller's own
+        task, with no hand-off to a fetch task. aclose() interrupts it by cancelling the
+        caller, which ends here as FanfareClientClosedError."""
+        task = asyncio.current_task()
+        assert task is not None
+        callers = self._fetching_alone
+        callers[task] = False
+        epoch = self._epoch
+        try:
+            response = await self._transport.fetch(encode_path_segment(key))
+        except FanfareError as exc:
+            return self._after_failure(key, epoch, exc).audiences
+        except asyncio.CancelledError:
+            if callers.get(task) and sys.version_info >= (3, 11):  # cancelled by aclose()
+                task.uncancel()
+                if not task.cancelling():
+                    raise FanfareClientClosedError(
+                        "the client was closed while the request was in flight"
+                    ) from None
+            raise
+        finally:
+            callers.pop(task, None)
+        return self._decoded(key, epoch, response).audiences
 
     def _leave(self, flight: _Flight, waiter: asyncio.Future[_Fetched]) -> None:
         """A cancelled caller stops waiting; the last one to leave cancels the fetch."""

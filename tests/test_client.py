@@ -8,6 +8,7 @@ import socket
 import time
 import uuid
 from email.utils import formatdate
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -519,6 +520,70 @@ async def test_closing_fails_calls_in_flight_promptly(server: MockFanfareServer)
     server.resume()
     assert len(outcome) == 1
     assert isinstance(outcome[0], FanfareClientClosedError)
+
+
+@pytest.mark.parametrize("own_session", [False, True])
+async def test_closing_fails_uncached_calls_in_flight_promptly(
+    server: MockFanfareServer, own_session: bool
+) -> None:
+    """use_cache=False calls fetch in the caller's own task; aclose() still ends them
+    with FanfareClientClosedError, even when the aiohttp session is the caller's."""
+    server.pause()
+    session = aiohttp.ClientSession() if own_session else None
+    client = FanfareClient(server.secret_key, base_url=server.url, rate_limit=None, session=session)
+    outcome: list[BaseException] = []
+
+    async def call(group: str) -> None:
+        try:
+            await client.get_group_audiences(group, use_cache=False)
+        except FanfareError as exc:
+            outcome.append(exc)
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(call, server.group_ids[0])
+            tg.start_soon(call, server.group_ids[1])
+            await server.wait_for_requests(2)
+            with anyio.fail_after(5):
+                await client.aclose()
+        assert [type(exc) for exc in outcome] == [FanfareClientClosedError] * 2
+        assert not client._fetching_alone
+    finally:
+        server.resume()
+        if session is not None:
+            await session.close()
+
+
+async def test_cancelling_an_uncached_call_is_a_plain_cancellation(
+    server: MockFanfareServer,
+) -> None:
+    """A cancelled use_cache=False call raises CancelledError, even if aclose() follows at
+    once; nothing is left registered."""
+    server.pause()
+    client = FanfareClient(server.secret_key, base_url=server.url, rate_limit=None)
+    task = asyncio.ensure_future(client.get_group_audiences(server.group_ids[0], use_cache=False))
+    await server.wait_for_requests(1)
+    task.cancel()
+    await client.aclose()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert not client._fetching_alone
+    server.resume()
+
+
+async def test_uncached_calls_are_not_shared(server: MockFanfareServer) -> None:
+    """use_cache=False never joins or is joined: three calls make three requests."""
+    group = server.group_ids[0]
+    server.pause()
+    async with client_for(server) as client:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get_group_audiences, group)
+            for _ in range(2):
+                tg.start_soon(partial(client.get_group_audiences, group, use_cache=False))
+            await server.wait_for_requests(3)
+            server.resume()
+        assert client.cache_stats.coalesced == 0
+    assert server.request_count(group) == 3
 
 
 async def test_cancelling_a_caller_leaves_no_task_or_warning(server: MockFanfareServer) -> None:

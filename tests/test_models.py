@@ -303,9 +303,7 @@ def test_free_form_json_is_read_on_access_and_compares_with_hand_built_models() 
     assert isinstance(metadata, FrozenObject)
     assert metadata["owner"]["team"] == "crm"
     assert audience.metadata == metadata  # each read decodes afresh, to an equal view
-    by_hand = msgspec.structs.replace(
-        audience, metadata={"tags": ["q4"], "owner": {"team": "crm"}}
-    )
+    by_hand = msgspec.structs.replace(audience, metadata={"tags": ["q4"], "owner": {"team": "crm"}})
     assert by_hand == audience
     assert (by_hand != audience) is False
     assert hash(by_hand) == hash(audience)
