@@ -13,6 +13,8 @@ pays one ordering pass per batch instead of recency bookkeeping on every hit.
 from __future__ import annotations
 
 import heapq
+import itertools
+import operator
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,8 @@ from ._exceptions import NotFoundError
 from ._models import Audience
 
 Clock = Callable[[], float]
+
+_used = operator.attrgetter("used")
 
 
 @dataclass(frozen=True)
@@ -43,7 +47,7 @@ class CacheStats:
 class Entry:
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh."""
 
-    __slots__ = ("audiences", "expires", "not_found", "used")
+    __slots__ = ("audiences", "expires", "key", "not_found", "used")
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class Entry:
         self.expires = expires
         self.not_found = not_found
         self.used = 0  # position in the cache's sequence of uses: the LRU order
+        self.key = ""  # set when stored
 
 
 class _Lifetimes(TLRUCache[str, Entry]):
@@ -109,14 +114,16 @@ class GroupCache:
 
     def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
         """Drop entries that cachetools removed from the read path."""
+        dropped = 0
         for key, entry in items:
             mirror = self._mirror(entry)
-            if mirror.get(key) is entry:
+            if mirror.get(key) is entry:  # not already replaced or counted by store()
                 del mirror[key]
+                dropped += 1
         if evicted:
-            self.evictions += len(items)
+            self.evictions += dropped
         else:
-            self.expirations += len(items)
+            self.expirations += dropped
 
     def record_hit(self, entry: Entry) -> None:
         """Count a hit and stamp the entry's use (the client's read path inlines this)."""
@@ -131,11 +138,11 @@ class GroupCache:
     def _evict_least_recently_used(self) -> None:
         """Make room: drop the least recently used batch of entries."""
         batch = max(1, self.config.maxsize // 16)
-        candidates = [*self.entries.items(), *self.not_found.items()]
-        victims = heapq.nsmallest(batch, candidates, key=lambda item: item[1].used)
-        for key, entry in victims:
-            del self._mirror(entry)[key]
-            self._lifetimes.pop(key, None)
+        candidates = itertools.chain(self.entries.values(), self.not_found.values())
+        victims = heapq.nsmallest(batch, candidates, key=_used)
+        for entry in victims:
+            del self._mirror(entry)[entry.key]
+            self._lifetimes.pop(entry.key, None)
         self.evictions += len(victims)
 
     def store(self, key: str, entry: Entry) -> None:
@@ -147,7 +154,7 @@ class GroupCache:
         self.uses += 1
         self.stores += 1
         entry.used = self.uses
-        self._lifetimes.expire(now)
+        entry.key = key
         previous = self.entries.pop(key, None) or self.not_found.pop(key, None)
         if previous is not None:
             if previous.expires <= now:
@@ -156,7 +163,9 @@ class GroupCache:
         if not now < self.time_to_use(key, entry, now):
             return  # expired on arrival (a zero TTL): nothing to keep
         if previous is None and len(self.entries) + len(self.not_found) >= maxsize:
-            self._evict_least_recently_used()
+            self._lifetimes.expire(now)  # the expired go first; cachetools does it on insert
+            if len(self.entries) + len(self.not_found) >= maxsize:
+                self._evict_least_recently_used()
         self._mirror(entry)[key] = entry
         self._lifetimes[key] = entry
 

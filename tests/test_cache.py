@@ -515,3 +515,19 @@ async def test_zero_ttl_answer_evicts_nothing(server: MockFanfareServer, clock: 
         await client.get_group_audiences(a)
         await client.get_group_audiences(b)
     assert (server.request_count(a), server.request_count(b)) == (1, 1)
+
+
+async def test_full_cache_drops_expired_groups_before_evicting(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """When the cache is full of expired groups, a new one replaces them: no LRU eviction."""
+    ids = server.group_ids[:5]
+    async with cached_client(server, clock, cache_maxsize=4, default_ttl=10) as client:
+        for group in ids[:4]:
+            server.set_group(group, [])
+            await client.get_group_audiences(group)
+        clock.advance(11)
+        server.set_group(ids[4], [])
+        await client.get_group_audiences(ids[4])
+        stats = client.cache_stats
+        assert (stats.size, stats.evictions, stats.expirations) == (1, 0, 4)
