@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
@@ -227,7 +228,9 @@ class FanfareClient:
                     return list(entry.audiences)
         return await self._lookup(canonical_group_id(group_id), use_cache)
 
-    async def _lookup(self, key: str, use_cache: bool) -> list[Audience]:
+    async def _lookup(
+        self, key: str, use_cache: bool, *, in_worker: bool = False
+    ) -> list[Audience]:
         """The slow path, for a canonical id: the cache (fresh or a cached 404), then the
         shared fetch (started here or joined), awaited on this caller's own future.
 
@@ -249,6 +252,11 @@ class FanfareClient:
             flight = self._inflight.get(key)
             if flight is None:
                 cache.misses += 1
+                if in_worker:
+                    fetched = await self._fetch_in_worker(key)
+                    if fetched.stale:
+                        cache.stale_served += 1
+                    return list(fetched.audiences)
                 flight = self._inflight[key] = self._start_fetch(key)
             else:
                 cache.coalesced += 1
@@ -261,7 +269,7 @@ class FanfareClient:
         try:
             fetched = await waiter
         except asyncio.CancelledError:
-            if flight.task.cancelled() and self._closed and not cancelling():
+            if self._closed and not cancelling():  # the fetch was cancelled by aclose()
                 raise FanfareClientClosedError(
                     "the client was closed while the request was in flight"
                 ) from None
@@ -304,16 +312,21 @@ class FanfareClient:
         """A cancelled caller stops waiting; the last one to leave cancels the fetch."""
         if waiter in flight.waiting:
             flight.waiting.remove(waiter)
-        if not flight.waiting and not flight.task.done():
+        task = flight.task  # None: a bulk worker's own fetch, which goes on for it
+        if task is not None and not flight.waiting and not task.done():
             if self._inflight.get(flight.key) is flight:
                 del self._inflight[flight.key]
-            flight.task.cancel()
+            task.cancel()
 
     def _start_fetch(self, key: str) -> _Flight:
         flight = _Flight(key)
-        flight.task = task = asyncio.get_running_loop().create_task(self._fly(flight, self._epoch))
-        self._tasks.add(task)
+        flight.task = self._spawn(self._fly(flight, self._epoch))
         return flight
+
+    def _spawn(self, fetch: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(fetch)
+        self._tasks.add(task)
+        return task
 
     async def _fly(self, flight: _Flight, epoch: int) -> None:
         """The shared fetch's task: fetch, then hand the outcome to every caller still
@@ -332,24 +345,57 @@ class FanfareClient:
                 waiter.cancel()
             raise
         except BaseException as exc:
-            self._landed(flight)
-            for waiter in flight.waiting:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+            self._landed(flight, error=exc)
             if not isinstance(exc, Exception):
                 raise
             # Not re-raised: each waiter has it, and nobody awaits this task.
         else:
-            self._landed(flight)
-            for waiter in flight.waiting:
-                if not waiter.done():
-                    waiter.set_result(fetched)
+            self._landed(flight, fetched)
 
-    def _landed(self, flight: _Flight) -> None:
-        """The fetch is over: it is no longer in flight for new callers."""
-        self._tasks.discard(flight.task)
+    async def _fetch_in_worker(self, key: str) -> _Fetched:
+        """A bulk worker's miss, fetched in the worker's own task (no hand-off to a fetch
+        task); callers who look the group up meanwhile join it as usual. If the bulk run
+        stops while some of them wait, a fetch task takes over for them."""
+        flight = _Flight(key)
+        self._inflight[key] = flight
+        epoch = self._epoch
+        try:
+            try:
+                response = await self._transport.fetch(encode_path_segment(key))
+            except FanfareError as exc:
+                fetched = self._after_failure(key, epoch, exc)
+            else:
+                fetched = self._decoded(key, epoch, response)
+        except asyncio.CancelledError:
+            if flight.waiting and not self._closed:  # the others still get their answer
+                flight.task = self._spawn(self._fly(flight, epoch))
+            else:
+                self._landed(flight)
+                for waiter in flight.waiting:
+                    waiter.cancel()
+            raise
+        except BaseException as exc:
+            self._landed(flight, error=exc)
+            raise
+        self._landed(flight, fetched)
+        return fetched
+
+    def _landed(
+        self, flight: _Flight, fetched: _Fetched | None = None, error: BaseException | None = None
+    ) -> None:
+        """The fetch is over: no longer in flight for new callers; its answer or error
+        goes to every caller still waiting."""
+        if flight.task is not None:
+            self._tasks.discard(flight.task)
         if self._inflight.get(flight.key) is flight:
             del self._inflight[flight.key]
+        for waiter in flight.waiting:
+            if waiter.done():
+                continue
+            if error is not None:
+                waiter.set_exception(error)
+            elif fetched is not None:
+                waiter.set_result(fetched)
 
     async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
         """One id of a bulk run: its audiences or its error, and whether the cache answered."""
@@ -364,7 +410,7 @@ class FanfareClient:
             self._cache.record_hit(entry)
             return list(entry.audiences), True
         try:
-            return await self._lookup(key, True), False
+            return await self._lookup(key, True, in_worker=True), False
         except FanfareClientClosedError:
             raise
         except FanfareError as exc:
@@ -465,10 +511,9 @@ class _Flight:
 
     __slots__ = ("key", "task", "waiting")
 
-    task: asyncio.Task[None]
-
     def __init__(self, key: str) -> None:
         self.key = key
+        self.task: asyncio.Task[None] | None = None  # None: fetched in a bulk worker
         self.waiting: list[asyncio.Future[_Fetched]] = []
 
 

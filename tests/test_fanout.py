@@ -259,3 +259,63 @@ async def test_empty_input(server: MockFanfareServer) -> None:
     async with client_for(server) as client:
         assert await client.get_many_group_audiences([]) == {}
         assert [x async for x in client.iter_group_audiences(iter(()))] == []
+
+
+async def test_a_caller_joins_a_bulk_runs_fetch(server: MockFanfareServer) -> None:
+    """A bulk worker fetches a miss in its own task; a caller asking meanwhile shares it."""
+    group = server.group_ids[0]
+    server.pause()
+    async with client_for(server) as client, client.iter_group_audiences([group]) as bulk:
+        answer = asyncio.ensure_future(bulk.__anext__())
+        await server.wait_for_requests(1)
+        caller = asyncio.ensure_future(client.get_group_audiences(group))
+        await settle()
+        assert client.cache_stats.coalesced == 1
+        server.resume()
+        key, result = await answer
+        assert (key, await caller) == (group, result)
+    assert server.request_count(group) == 1
+
+
+async def test_stopping_a_bulk_run_hands_its_fetch_to_callers_waiting_on_it(
+    server: MockFanfareServer,
+) -> None:
+    """The bulk run stops while a caller waits on one of its fetches: the caller still
+    gets the group (a fetch task takes over), and nothing is left running."""
+    group = server.group_ids[0]
+    expected = decode_group_audiences(server.body_for(group))
+    server.pause()
+    async with client_for(server) as client:
+        bulk = client.iter_group_audiences([group])
+        answer = asyncio.ensure_future(bulk.__anext__())
+        await server.wait_for_requests(1)
+        caller = asyncio.ensure_future(client.get_group_audiences(group))
+        await settle()
+        answer.cancel()
+        await bulk.aclose()
+        server.resume()
+        assert await caller == expected
+        await settle()
+        assert not client._tasks
+        assert not client._inflight
+
+
+async def test_closing_the_client_ends_callers_waiting_on_a_bulk_fetch(
+    server: MockFanfareServer,
+) -> None:
+    """aclose() during a bulk fetch that a caller joined: both end with the closed error."""
+    group = server.group_ids[0]
+    server.pause()
+    client = FanfareClient(server.secret_key, base_url=server.url, rate_limit=None)
+    bulk = client.iter_group_audiences([group])
+    answer = asyncio.ensure_future(bulk.__anext__())
+    await server.wait_for_requests(1)
+    caller = asyncio.ensure_future(client.get_group_audiences(group))
+    await settle()
+    with anyio.fail_after(5):
+        await client.aclose()
+    with pytest.raises(FanfareClientClosedError):
+        await caller
+    with pytest.raises(FanfareClientClosedError):
+        await answer
+    server.resume()
