@@ -11,6 +11,7 @@ consumer cancels the runner, and with it every worker.
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import uuid
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
@@ -90,14 +91,15 @@ class _Run:
                 workers = max(1, min(workers, self.progress.total))
             async with anyio.create_task_group() as tg:
                 for _ in range(workers):
-                    tg.start_soon(self.work, take)
+                    tg.start_soon(self.work, take, isinstance(self.source, AsyncIterable))
         except BaseExceptionGroup as group:
             raise _single(group) from None
         finally:
             self.results.finish()
 
-    def _taker(self, source: GroupIds) -> Callable[[], Awaitable[Any]]:
-        """The next new id of the input (duplicates skipped), or ``_END``."""
+    def _taker(self, source: GroupIds) -> Callable[[], Any]:
+        """The next new id of the input (duplicates skipped), or ``_END``: a plain function
+        for an iterable, a coroutine function for an async iterable."""
         if isinstance(source, (str, bytes)):
             raise TypeError("group_ids must be an iterable of ids, not a single str")
         if isinstance(source, AsyncIterable):
@@ -117,7 +119,7 @@ class _Run:
             return take_async
         iterator = iter(source)
 
-        async def take() -> Any:
+        def take() -> Any:
             for group_id in iterator:
                 if self._admit(group_id):
                     return group_id
@@ -137,45 +139,94 @@ class _Run:
         self.progress.started += 1
         return True
 
-    async def work(self, take: Callable[[], Awaitable[Any]]) -> None:
+    async def work(self, take: Callable[[], Any], take_awaits: bool) -> None:
         """One worker: answer ids until the input ends (cached ones without waiting)."""
-        while (group_id := await take()) is not _END:
-            result, hit = await self.lookup(group_id)  # no suspension on a cache hit
-            if hit:
-                self.progress.cache_hits += 1
-            await self._deliver((_key_of(group_id), result))
-
-    async def _deliver(self, item: tuple[Any, Result]) -> None:
-        """Queue a result; wait (and yield) only when ``concurrency`` results are unread."""
+        lookup = self.lookup
+        progress = self.progress
         results = self.results
-        await results.slots.acquire()
-        results.items.put_nowait(item)
+        while True:
+            group_id = await take() if take_awaits else take()
+            if group_id is _END:
+                return
+            result, hit = await lookup(group_id)  # no suspension on a cache hit
+            if hit:
+                progress.cache_hits += 1
+            item = (_key_of(group_id), result)
+            if not results.offer(item):
+                await results.put(item)
 
 
 class _Results:
     """Finished results on their way to the consumer: at most ``capacity`` unread.
 
-    Plain asyncio primitives: a put with room and a get with an item ready
-    never go through the scheduler.
+    A put with room and a get with an item ready are plain calls that never go
+    through the scheduler; only a full buffer or an empty one waits, on a future.
     """
 
     def __init__(self, capacity: int) -> None:
-        self.items: asyncio.Queue[Any] = asyncio.Queue()
-        self.slots = asyncio.Semaphore(capacity)
+        self.capacity = capacity
+        self.items: collections.deque[Any] = collections.deque()
+        self.finished = False
+        self._reader: asyncio.Future[None] | None = None  # the consumer, waiting
+        self._writers: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def offer(self, item: Any) -> bool:
+        """Queue ``item`` if there is room (and say so)."""
+        if len(self.items) >= self.capacity:
+            return False
+        self.items.append(item)
+        self._wake_reader()
+        return True
+
+    async def put(self, item: Any) -> None:
+        """Queue ``item``, waiting for room."""
+        while len(self.items) >= self.capacity:
+            room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._writers.append(room)
+            try:
+                await room
+            except BaseException:
+                if room.done() and not room.cancelled():
+                    self._wake_writer()  # the room it was given goes to the next writer
+                raise
+            finally:
+                if room in self._writers:
+                    self._writers.remove(room)
+        self.items.append(item)
+        self._wake_reader()
 
     def finish(self) -> None:
         """No more results will come (the runner is over)."""
-        self.items.put_nowait(_END)
+        self.finished = True
+        self._wake_reader()
 
     async def get(self) -> Any:
-        """The next result, or ``_END``; frees its slot."""
-        try:
-            item = self.items.get_nowait()
-        except asyncio.QueueEmpty:
-            item = await self.items.get()
-        if item is not _END:
-            self.slots.release()
+        """The next result, or ``_END`` once finished and drained."""
+        items = self.items
+        while not items:
+            if self.finished:
+                return _END
+            reader = self._reader = asyncio.get_running_loop().create_future()
+            try:
+                await reader
+            finally:
+                self._reader = None
+        item = items.popleft()
+        if self._writers:
+            self._wake_writer()
         return item
+
+    def _wake_reader(self) -> None:
+        reader = self._reader
+        if reader is not None and not reader.done():
+            reader.set_result(None)
+
+    def _wake_writer(self) -> None:
+        while self._writers:
+            room = self._writers.popleft()
+            if not room.done():
+                room.set_result(None)
+                return
 
 
 class BulkIterator:

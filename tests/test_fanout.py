@@ -319,3 +319,25 @@ async def test_closing_the_client_ends_callers_waiting_on_a_bulk_fetch(
     with pytest.raises(FanfareClientClosedError):
         await answer
     server.resume()
+
+
+async def test_unread_results_are_bounded_by_concurrency(server: MockFanfareServer) -> None:
+    """A consumer that stops reading holds the run: at most `concurrency` results wait
+    unread and each worker holds one more; the input is not read any further."""
+    ids = server.group_ids[:50]
+    pulled: list[str] = []
+
+    def source() -> Iterator[str]:
+        for group in ids:
+            pulled.append(group)
+            yield group
+
+    async with client_for(server) as client:
+        await client.get_many_group_audiences(ids)  # all cached: lookups never wait
+        async with client.iter_group_audiences(source(), concurrency=4) as bulk:
+            first = await bulk.__anext__()
+            await settle()
+            assert len(pulled) <= 1 + 4 + 4 + 1
+            assert bulk.progress.done == 1
+            rest = [key async for key, _ in bulk]
+        assert sorted([first[0], *rest]) == sorted(ids)
