@@ -9,13 +9,14 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cache, decode, e2e, fanout, memory, ratelimit, soak
+from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, soak
 from ._common import FULL, QUICK, Section, Sizes, machine
 from ._report import markdown, write_json
 
 BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "decode": decode.run,
     "e2e": e2e.run,
+    "instructions": instructions.run,
     "cache": cache.run,
     "memory": memory.run,
     "fanout": fanout.run,
