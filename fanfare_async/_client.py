@@ -232,10 +232,12 @@ class FanfareClient:
         self, key: str, use_cache: bool, *, in_worker: bool = False
     ) -> list[Audience]:
         """The slow path, for a canonical id: the cache (fresh or a cached 404), then the
-        shared fetch (started here or joined), awaited on this caller's own future.
-
-        Cancelling one caller never cancels the fetch for the others; when the last
-        one goes, the fetch is cancelled too.
+        fetch. A shared fetch (started here or joined) runs in its own task and is
+        awaited on this caller's own future: cancelling one caller never cancels it for
+        the others, and when the last one goes it is cancelled too. Two kinds of fetch
+        run in the caller's task instead, saving the hand-off: ``use_cache=False``
+        (nobody can join it) and a bulk worker's miss (``in_worker``; see
+        :meth:`_fetch_in_worker` for callers that join it).
         """
         self._check_open()
         cache = self._cache
