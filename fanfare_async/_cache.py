@@ -187,8 +187,7 @@ class GroupCache:
         """Forget every group (counters are kept)."""
         self.entries.clear()
         self.not_found.clear()
-        # A fresh TLRU instead of clear(), which pops entries one by one (in Python).
-        self._lifetimes = _Lifetimes(self, max(self.config.maxsize, 1), self.clock)
+        self._lifetimes.clear()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
