@@ -152,8 +152,12 @@ class _Run:
             if hit:
                 progress.cache_hits += 1
             item = (_key_of(group_id), result)
+            # Keep no reference past the hand-off: the consumer frees each result
+            # while it is still warm in the CPU cache, not this worker a request later.
+            del result
             if not results.offer(item):
                 await results.put(item)
+            del item
 
 
 class _Results:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import AsyncIterator, Iterator
 
 import anyio
@@ -341,3 +342,18 @@ async def test_unread_results_are_bounded_by_concurrency(server: MockFanfareServ
             assert bulk.progress.done == 1
             rest = [key async for key, _ in bulk]
         assert sorted([first[0], *rest]) == sorted(ids)
+
+
+async def test_workers_keep_no_reference_to_delivered_results(server: MockFanfareServer) -> None:
+    """Once a result is handed over, only the consumer holds it (a worker waiting on its
+    next lookup does not keep the last one alive)."""
+    cached, uncached = server.group_ids[:2]
+    async with client_for(server) as client:
+        await client.get_group_audiences(cached)
+        server.pause()
+        async with client.iter_group_audiences([cached, uncached], concurrency=1) as bulk:
+            key, result = await bulk.__anext__()
+            await server.wait_for_requests(2)  # the worker now waits on the uncached id
+            assert key == cached
+            assert sys.getrefcount(result) == 2  # `result` here, and getrefcount's argument
+            server.resume()
