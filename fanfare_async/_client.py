@@ -495,8 +495,8 @@ class FanfareClient:
         except FanfareDecodeError as exc:
             url = self._transport.url_for(encode_path_segment(key))
             raise FanfareDecodeError(f"GET {url}: {exc}", path=exc.path) from exc
-        if epoch == self._epoch:
-            config = self._cache_config
+        config = self._cache_config
+        if epoch == self._epoch and config.maxsize:  # (no expiry to work out without a cache)
             ttl = group_ttl(
                 audiences,
                 now=_server_now(audiences, response.date),

@@ -12,6 +12,7 @@ MAX_GROUP_ID_LENGTH = 256
 
 # C0 controls, DEL and C1 controls.
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 _UUID_SHAPE = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z"
 )
@@ -30,6 +31,8 @@ def canonical_group_id(group_id: object) -> str:
     """
     if isinstance(group_id, uuid.UUID):
         return str(group_id)
+    if type(group_id) is str and len(group_id) == 36 and _UUID_SHAPE.match(group_id):
+        return group_id.lower()  # the common case: nothing else to check
     if not isinstance(group_id, str):
         raise TypeError(f"group_id must be str or uuid.UUID, not {type(group_id).__name__}")
     if not group_id or group_id.isspace():
@@ -56,6 +59,8 @@ def encode_path_segment(canonical_id: str) -> str:
     dot-segments ``.`` and ``..`` go out as ``%2E`` and ``%2E%2E`` so no URL
     normaliser can collapse them.
     """
+    if len(canonical_id) == 36 and _CANONICAL_UUID.match(canonical_id):
+        return canonical_id  # nothing in a canonical UUID needs escaping
     segment = quote(canonical_id, safe="")
     if segment in (".", ".."):
         return segment.replace(".", "%2E")
