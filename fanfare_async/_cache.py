@@ -12,6 +12,7 @@ pays one ordering pass per batch instead of recency bookkeeping on every hit.
 
 from __future__ import annotations
 
+import copy
 import heapq
 import itertools
 import operator
@@ -19,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import msgspec
 from cachetools import TLRUCache
 
 from ._config import CacheConfig
@@ -44,22 +46,24 @@ class CacheStats:
     maxsize: int
 
 
-class Entry:
-    """A cached group: audiences (or a 404) and the monotonic time it stops being fresh."""
+class Entry(msgspec.Struct, gc=False):
+    """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
 
-    __slots__ = ("audiences", "expires", "key", "not_found", "used")
+    Untracked by the garbage collector (like the audiences it holds), so a full
+    cache adds nothing to a collection's work; nothing it holds refers back to it
+    (a cached 404 is a copy without traceback, see :func:`detached`).
+    """
 
-    def __init__(
-        self,
-        audiences: tuple[Audience, ...],
-        expires: float,
-        not_found: NotFoundError | None = None,
-    ) -> None:
-        self.audiences = audiences
-        self.expires = expires
-        self.not_found = not_found
-        self.used = 0  # position in the cache's sequence of uses: the LRU order
-        self.key = ""  # set when stored
+    audiences: tuple[Audience, ...]
+    expires: float
+    not_found: NotFoundError | None = None
+    used: int = 0  # position in the cache's sequence of uses: the LRU order
+    key: str = ""  # set when stored
+
+
+def detached(exc: NotFoundError) -> NotFoundError:
+    """A copy of ``exc`` without traceback, cause or context, fit to keep in the cache."""
+    return copy.copy(exc)
 
 
 class _Lifetimes(TLRUCache[str, Entry]):

@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from ._cache import CacheStats, Clock, Entry, GroupCache
+from ._cache import CacheStats, Clock, Entry, GroupCache, detached
 from ._cancellation import cancelling
 from ._config import (
     DEFAULT_CACHE_MAXSIZE,
@@ -479,7 +479,7 @@ class FanfareClient:
         if isinstance(exc, NotFoundError):
             negative_ttl = self._cache_config.negative_ttl
             if negative_ttl > 0 and epoch == self._epoch:
-                cache.store(key, Entry((), self._clock() + negative_ttl, exc))
+                cache.store(key, Entry((), self._clock() + negative_ttl, detached(exc)))
             raise exc
         stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
         if stale is None:

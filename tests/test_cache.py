@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.utils import formatdate
@@ -531,3 +532,21 @@ async def test_full_cache_drops_expired_groups_before_evicting(
         await client.get_group_audiences(ids[4])
         stats = client.cache_stats
         assert (stats.size, stats.evictions, stats.expirations) == (1, 0, 4)
+
+
+async def test_cache_entries_are_not_tracked_by_gc(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """Entries add nothing to a garbage collection; a cached 404 keeps no traceback."""
+    async with cached_client(server, clock, negative_ttl=30) as client:
+        await client.get_group_audiences(server.group_ids[0])
+        with pytest.raises(NotFoundError) as raised:
+            await client.get_group_audiences("missing")
+        cache = client._cache
+        entries = [*cache.entries.values(), *cache.not_found.values()]
+        assert len(entries) == 2
+        assert not any(gc.is_tracked(entry) for entry in entries)
+        kept = cache.not_found["missing"].not_found
+        assert kept is not None and kept.__traceback__ is None
+        assert raised.value.__traceback__ is not None  # the caller's error keeps its own
+        assert kept.status_code == raised.value.status_code == 404
