@@ -48,7 +48,7 @@ from ._exceptions import (
 from ._expiry import group_ttl
 from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id, encode_path_segment
-from ._models import Audience, decode_audience_tuple
+from ._models import Audience, decode_audience_tuple, detach_free_form
 from ._ratelimit import RateLimiter, RateLimitState
 from ._retry import parse_http_date
 from ._transport import Fetched, Transport
@@ -497,6 +497,7 @@ class FanfareClient:
             raise FanfareDecodeError(f"GET {url}: {exc}", path=exc.path) from exc
         config = self._cache_config
         if epoch == self._epoch and config.maxsize:  # (no expiry to work out without a cache)
+            detach_free_form(audiences)  # a cached group must not keep its whole body
             ttl = group_ttl(
                 audiences,
                 now=_server_now(audiences, response.date),

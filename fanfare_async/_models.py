@@ -279,21 +279,56 @@ def _array_view(value: Any) -> FrozenArray:
     return view
 
 
-def _read_through(cls: type[_Model], name: str, view: Callable[[Any], Any]) -> None:
+def _read_through(cls: type[_Model], name: str, view: Callable[[Any], Any]) -> Any:
     """Make ``cls.name`` a read-only property giving ``view(stored value)``; the
-    decoder still fills the field's slot, and encoding writes it out as it is."""
-    get = cls.__dict__[name].__get__
+    decoder still fills the field's slot, and encoding writes it out as it is.
+    Returns the slot's own descriptor, to read (and, right after decoding,
+    replace) the stored value."""
+    slot: Any = cls.__dict__[name]
+    get: Callable[[Any], Any] = slot.__get__
 
     def read(self: Any) -> Any:
         return view(get(self))
 
     read.__doc__ = f"``{name}``: free-form JSON, read-only, decoded when read."
     setattr(cls, name, property(read))
+    return slot
 
 
-_read_through(ImportRowError, "issues", _array_view)
-_read_through(SyncSource, "source_data", _object_view)
-_read_through(Audience, "metadata", _object_view)
+_issues_slot = _read_through(ImportRowError, "issues", _array_view)
+_stored_issues = _issues_slot.__get__
+_stored_source_data = _read_through(SyncSource, "source_data", _object_view).__get__
+_stored_metadata = _read_through(Audience, "metadata", _object_view).__get__
+
+
+def detach_free_form(audiences: tuple[Audience, ...]) -> None:
+    """Copy the raw free-form JSON of freshly decoded audiences out of the response
+    body, so that keeping them (in the cache) does not keep the whole body alive.
+
+    Only for audiences nobody else holds yet: it replaces their raw values in place.
+    """
+    for audience in audiences:
+        metadata = _stored_metadata(audience)
+        if metadata:
+            _copy_raw_values(metadata)
+        source = audience.primary_sync_source
+        if source is not None:
+            data = _stored_source_data(source)
+            if data:
+                _copy_raw_values(data)
+        for item in audience.imports:
+            for error in item.errors:
+                issues = _stored_issues(error)
+                if issues and type(issues) is tuple:
+                    copied = tuple([v.copy() if type(v) is msgspec.Raw else v for v in issues])
+                    _issues_slot.__set__(error, copied)
+
+
+def _copy_raw_values(values: Any) -> None:
+    if type(values) is dict:
+        for key, value in values.items():
+            if type(value) is msgspec.Raw:
+                values[key] = value.copy()
 
 
 # The page's required/optional split plus the constraints: `name` non-empty and

@@ -10,6 +10,7 @@ from email.utils import formatdate
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
@@ -21,6 +22,7 @@ from fanfare_async import (
     PermissionDeniedError,
     ServerError,
     TransportError,
+    decode_group_audiences,
 )
 from fanfare_async.testing import Fault, MockFanfareServer
 
@@ -550,3 +552,30 @@ async def test_cache_entries_are_not_tracked_by_gc(
         assert kept is not None and kept.__traceback__ is None
         assert raised.value.__traceback__ is not None  # the caller's error keeps its own
         assert kept.status_code == raised.value.status_code == 404
+
+
+async def test_cached_groups_do_not_keep_their_response_body(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """Free-form JSON kept in the cache is copied out of the body (a raw view of the body
+    would keep all of it alive); a group that is only decoded still points into it."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        [*audiences] = await client.get_group_audiences(group)
+
+    def stored_raws(items: list[Any]) -> list[msgspec.Raw]:
+        found: list[msgspec.Raw] = []
+        for audience in items:
+            values = msgspec.structs.astuple(audience)
+            metadata = values[audience.__struct_fields__.index("metadata")]
+            found += list((metadata or {}).values())
+            for item in audience.imports:
+                for error in item.errors:
+                    found += msgspec.structs.astuple(error)[1]
+        return found
+
+    cached = stored_raws(audiences)
+    assert cached, "the test double's group has free-form JSON"
+    assert all(raw.copy() is raw for raw in cached)  # copy() is a no-op unless a view
+    fresh = stored_raws(decode_group_audiences(server.body_for(group)))
+    assert fresh and all(raw.copy() is not raw for raw in fresh)
