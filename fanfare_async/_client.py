@@ -293,11 +293,8 @@ class FanfareClient:
         assert task is not None
         callers = self._fetching_alone
         callers[task] = False
-        epoch = self._epoch
         try:
-            response = await self._transport.fetch(encode_path_segment(key))
-        except FanfareError as exc:
-            return self._after_failure(key, epoch, exc).audiences
+            return (await self._fetch(key, self._epoch)).audiences
         except asyncio.CancelledError:
             if callers.get(task) and sys.version_info >= (3, 11):  # cancelled by aclose()
                 task.uncancel()
@@ -308,7 +305,6 @@ class FanfareClient:
             raise
         finally:
             callers.pop(task, None)
-        return self._decoded(key, epoch, response).audiences
 
     def _leave(self, flight: _Flight, waiter: asyncio.Future[_Fetched]) -> None:
         """A cancelled caller stops waiting; the last one to leave cancels the fetch."""
@@ -333,18 +329,10 @@ class FanfareClient:
     async def _fly(self, flight: _Flight, epoch: int) -> None:
         """The shared fetch's task: fetch, then hand the outcome to every caller still
         waiting, directly from here (no done-callback round through the event loop)."""
-        key = flight.key
         try:
-            try:
-                response = await self._transport.fetch(encode_path_segment(key))
-            except FanfareError as exc:
-                fetched = self._after_failure(key, epoch, exc)
-            else:
-                fetched = self._decoded(key, epoch, response)
+            fetched = await self._fetch(flight.key, epoch)
         except asyncio.CancelledError:
-            self._landed(flight)
-            for waiter in flight.waiting:
-                waiter.cancel()
+            self._landed(flight, cancelled=True)
             raise
         except BaseException as exc:
             self._landed(flight, error=exc)
@@ -362,19 +350,12 @@ class FanfareClient:
         self._inflight[key] = flight
         epoch = self._epoch
         try:
-            try:
-                response = await self._transport.fetch(encode_path_segment(key))
-            except FanfareError as exc:
-                fetched = self._after_failure(key, epoch, exc)
-            else:
-                fetched = self._decoded(key, epoch, response)
+            fetched = await self._fetch(key, epoch)
         except asyncio.CancelledError:
             if flight.waiting and not self._closed:  # the others still get their answer
                 flight.task = self._spawn(self._fly(flight, epoch))
             else:
-                self._landed(flight)
-                for waiter in flight.waiting:
-                    waiter.cancel()
+                self._landed(flight, cancelled=True)
             raise
         except BaseException as exc:
             self._landed(flight, error=exc)
@@ -383,10 +364,15 @@ class FanfareClient:
         return fetched
 
     def _landed(
-        self, flight: _Flight, fetched: _Fetched | None = None, error: BaseException | None = None
+        self,
+        flight: _Flight,
+        fetched: _Fetched | None = None,
+        error: BaseException | None = None,
+        *,
+        cancelled: bool = False,
     ) -> None:
-        """The fetch is over: no longer in flight for new callers; its answer or error
-        goes to every caller still waiting."""
+        """The fetch is over: no longer in flight for new callers; its answer, its error
+        or its cancellation goes to every caller still waiting."""
         if flight.task is not None:
             self._tasks.discard(flight.task)
         if self._inflight.get(flight.key) is flight:
@@ -394,7 +380,9 @@ class FanfareClient:
         for waiter in flight.waiting:
             if waiter.done():
                 continue
-            if error is not None:
+            if cancelled:
+                waiter.cancel()
+            elif error is not None:
                 waiter.set_exception(error)
             elif fetched is not None:
                 waiter.set_result(fetched)
@@ -471,6 +459,15 @@ class FanfareClient:
     def _register_runner(self, task: asyncio.Task[None]) -> None:
         self._runners.add(task)
         task.add_done_callback(self._runners.discard)
+
+    async def _fetch(self, key: str, epoch: int) -> _Fetched:
+        """One request for ``key`` (retries included) and what comes of it: decoded and
+        cached, a cached 404, a stale answer, or the error."""
+        try:
+            response = await self._transport.fetch(encode_path_segment(key))
+        except FanfareError as exc:
+            return self._after_failure(key, epoch, exc)
+        return self._decoded(key, epoch, response)
 
     def _after_failure(self, key: str, epoch: int, exc: FanfareError) -> _Fetched:
         """A failed fetch: cache a 404 (``negative_ttl``), serve stale
