@@ -98,8 +98,9 @@ class _Run:
             self.results.finish()
 
     def _taker(self, source: GroupIds) -> Callable[[], Any]:
-        """The next new id of the input (duplicates skipped), or ``_END``: a plain function
-        for an iterable, a coroutine function for an async iterable."""
+        """The key (:func:`_key_of`) of the next new id of the input (duplicates skipped),
+        or ``_END``: a plain function for an iterable, a coroutine function for an async
+        iterable."""
         if isinstance(source, (str, bytes)):
             raise TypeError("group_ids must be an iterable of ids, not a single str")
         if isinstance(source, AsyncIterable):
@@ -110,26 +111,26 @@ class _Run:
                 async with turn:
                     while True:
                         try:
-                            group_id = await items.__anext__()
+                            key = _key_of(await items.__anext__())
                         except StopAsyncIteration:
                             return _END
-                        if self._admit(group_id):
-                            return group_id
+                        if self._admit(key):
+                            return key
 
             return take_async
         iterator = iter(source)
 
         def take() -> Any:
             for group_id in iterator:
-                if self._admit(group_id):
-                    return group_id
+                key = _key_of(group_id)
+                if self._admit(key):
+                    return key
             return _END
 
         return take
 
-    def _admit(self, group_id: Any) -> bool:
+    def _admit(self, key: Any) -> bool:
         """Record a first sighting (order, progress); False for a duplicate."""
-        key = _key_of(group_id)
         if key in self.seen:
             self.progress.duplicates += 1
             return False
@@ -145,13 +146,13 @@ class _Run:
         progress = self.progress
         results = self.results
         while True:
-            group_id = await take() if take_awaits else take()
-            if group_id is _END:
+            key = await take() if take_awaits else take()
+            if key is _END:
                 return
-            result, hit = await lookup(group_id)  # no suspension on a cache hit
+            result, hit = await lookup(key)  # no suspension on a cache hit
             if hit:
                 progress.cache_hits += 1
-            item = (_key_of(group_id), result)
+            item = (key, result)
             # Keep no reference past the hand-off: the consumer frees each result
             # while it is still warm in the CPU cache, not this worker a request later.
             del result
