@@ -25,7 +25,7 @@ from cachetools import TLRUCache
 
 from ._config import CacheConfig
 from ._exceptions import NotFoundError
-from ._models import Audience
+from ._models import Audience, detach_free_form
 
 Clock = Callable[[], float]
 
@@ -50,8 +50,8 @@ class Entry(msgspec.Struct, gc=False):
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
 
     Untracked by the garbage collector (like the audiences it holds), so a full
-    cache adds nothing to a collection's work; nothing it holds refers back to it
-    (a cached 404 is a copy without traceback, see :func:`detached`).
+    cache adds nothing to a collection's work. Nothing it holds may refer back to
+    it: :meth:`GroupCache.store` keeps a 404 as a copy without its traceback.
     """
 
     audiences: tuple[Audience, ...]
@@ -59,11 +59,6 @@ class Entry(msgspec.Struct, gc=False):
     not_found: NotFoundError | None = None
     used: int = 0  # position in the cache's sequence of uses: the LRU order
     key: str = ""  # set when stored
-
-
-def detached(exc: NotFoundError) -> NotFoundError:
-    """A copy of ``exc`` without traceback, cause or context, fit to keep in the cache."""
-    return copy.copy(exc)
 
 
 class _Lifetimes(TLRUCache[str, Entry]):
@@ -166,6 +161,9 @@ class GroupCache:
             self._lifetimes.pop(key, None)
         if not now < self.time_to_use(key, entry, now):
             return  # expired on arrival (a zero TTL): nothing to keep
+        if entry.not_found is not None:  # no traceback, cause or context: no cycles
+            entry.not_found = copy.copy(entry.not_found)
+        detach_free_form(entry.audiences)  # a cached group must not keep its whole body
         if previous is None and len(self.entries) + len(self.not_found) >= maxsize:
             self._lifetimes.expire(now)  # the expired go first; cachetools does it on insert
             if len(self.entries) + len(self.not_found) >= maxsize:

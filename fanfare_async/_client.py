@@ -14,7 +14,7 @@ from typing import Any
 
 import aiohttp
 
-from ._cache import CacheStats, Clock, Entry, GroupCache, detached
+from ._cache import CacheStats, Clock, Entry, GroupCache
 from ._cancellation import cancelling
 from ._config import (
     DEFAULT_CACHE_MAXSIZE,
@@ -48,7 +48,7 @@ from ._exceptions import (
 from ._expiry import group_ttl
 from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id, encode_path_segment
-from ._models import Audience, decode_audience_tuple, detach_free_form
+from ._models import Audience, decode_audience_tuple
 from ._ratelimit import RateLimiter, RateLimitState
 from ._retry import parse_http_date
 from ._transport import Fetched, Transport
@@ -476,7 +476,7 @@ class FanfareClient:
         if isinstance(exc, NotFoundError):
             negative_ttl = self._cache_config.negative_ttl
             if negative_ttl > 0 and epoch == self._epoch:
-                cache.store(key, Entry((), self._clock() + negative_ttl, detached(exc)))
+                cache.store(key, Entry((), self._clock() + negative_ttl, exc))
             raise exc
         stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
         if stale is None:
@@ -494,7 +494,6 @@ class FanfareClient:
             raise FanfareDecodeError(f"GET {url}: {exc}", path=exc.path) from exc
         config = self._cache_config
         if epoch == self._epoch and config.maxsize:  # (no expiry to work out without a cache)
-            detach_free_form(audiences)  # a cached group must not keep its whole body
             ttl = group_ttl(
                 audiences,
                 now=_server_now(audiences, response.date),
