@@ -68,7 +68,7 @@ class FrozenObject(Mapping[str, Any]):
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(_hashable(thaw(self)))
+        return hash(hashable(thaw(self)))
 
     def __repr__(self) -> str:
         return f"FrozenObject({thaw(self)!r})"
@@ -116,7 +116,7 @@ class FrozenArray(Sequence[Any]):
         return NotImplemented
 
     def __hash__(self) -> int:
-        return hash(_hashable(thaw(self)))
+        return hash(hashable(thaw(self)))
 
     def __repr__(self) -> str:
         return f"FrozenArray({thaw(self)!r})"
@@ -143,9 +143,10 @@ def thaw(value: Any) -> Any:
     return value
 
 
-def _hashable(value: Any) -> Any:
+def hashable(value: Any) -> Any:
+    """A hashable stand-in for plain JSON (objects as frozensets of items, arrays as tuples)."""
     if isinstance(value, dict):
-        return frozenset((k, _hashable(v)) for k, v in value.items())
+        return frozenset((k, hashable(v)) for k, v in value.items())
     if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
+        return tuple(hashable(v) for v in value)
     return value

@@ -13,6 +13,7 @@ and a lookup never pays for free-form JSON nobody reads.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Union
 import msgspec
 
 from ._exceptions import FanfareDecodeError
-from ._frozen_json import FrozenArray, FrozenObject, frozen, thaw
+from ._frozen_json import FrozenArray, FrozenObject, frozen, hashable, thaw
 
 __all__ = [
     "Audience",
@@ -119,7 +120,7 @@ class _Model(
         return equal if equal is NotImplemented else not equal
 
     def __hash__(self) -> int:
-        return hash(tuple(_hashable(thaw(v)) if _is_json(v) else v for v in _astuple(self)))
+        return hash(tuple(hashable(thaw(v)) if _is_json(v) else v for v in _astuple(self)))
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{name}={value!r}" for name, value in self.__rich_repr__())
@@ -137,27 +138,15 @@ class _Model(
 _astuple = msgspec.structs.astuple
 _REQUIRED = object()
 _JSON_KINDS = (dict, list, tuple, msgspec.Raw, FrozenObject, FrozenArray)
-_DEFAULTS: dict[type, tuple[tuple[str, Any], ...]] = {}
 
 
 def _is_json(*values: Any) -> bool:
     return any(isinstance(v, _JSON_KINDS) for v in values)
 
 
-def _hashable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return frozenset((k, _hashable(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return tuple(_hashable(v) for v in value)
-    return value
-
-
+@functools.cache
 def _defaults(cls: type[_Model]) -> tuple[tuple[str, Any], ...]:
-    """``(name, default)`` per field, ``_REQUIRED`` for none; cached per class."""
-    try:
-        return _DEFAULTS[cls]
-    except KeyError:
-        pass
+    """``(name, default)`` per field, ``_REQUIRED`` for none."""
     pairs: list[tuple[str, Any]] = []
     for info in msgspec.structs.fields(cls):
         if info.default is not msgspec.NODEFAULT:
@@ -166,8 +155,7 @@ def _defaults(cls: type[_Model]) -> tuple[tuple[str, Any], ...]:
             pairs.append((info.name, info.default_factory()))
         else:
             pairs.append((info.name, _REQUIRED))
-    _DEFAULTS[cls] = result = tuple(pairs)
-    return result
+    return tuple(pairs)
 
 
 #: A JSON object whose values stay raw JSON text until read.
