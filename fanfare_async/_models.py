@@ -256,37 +256,28 @@ class Audience(_Model, frozen=True):
     updated_by: str | None = None
 
 
-def _object_view(value: Any) -> FrozenObject | None:
-    if value is None or type(value) is FrozenObject:
-        return value
-    return FrozenObject._wrap(value) if type(value) is dict else frozen(value)
-
-
-def _array_view(value: Any) -> FrozenArray:
-    view: FrozenArray = value if type(value) is FrozenArray else frozen(value)
-    return view
-
-
-def _read_through(cls: type[_Model], name: str, view: Callable[[Any], Any]) -> Any:
-    """Make ``cls.name`` a read-only property giving ``view(stored value)``; the
-    decoder still fills the field's slot, and encoding writes it out as it is.
+def _read_through(cls: type[_Model], name: str) -> Any:
+    """Make ``cls.name`` a read-only property giving the stored value as a read-only
+    view (:func:`frozen`: raw JSON decoded, objects and arrays wrapped, views and None
+    as they are); the decoder still fills the field's slot, and encoding writes it out
+    as it is.
     Returns the slot's own descriptor, to read (and, right after decoding,
     replace) the stored value."""
     slot: Any = cls.__dict__[name]
     get: Callable[[Any], Any] = slot.__get__
 
     def read(self: Any) -> Any:
-        return view(get(self))
+        return frozen(get(self))
 
     read.__doc__ = f"``{name}``: free-form JSON, read-only, decoded when read."
     setattr(cls, name, property(read))
     return slot
 
 
-_issues_slot = _read_through(ImportRowError, "issues", _array_view)
+_issues_slot = _read_through(ImportRowError, "issues")
 _stored_issues = _issues_slot.__get__
-_stored_source_data = _read_through(SyncSource, "source_data", _object_view).__get__
-_stored_metadata = _read_through(Audience, "metadata", _object_view).__get__
+_stored_source_data = _read_through(SyncSource, "source_data").__get__
+_stored_metadata = _read_through(Audience, "metadata").__get__
 
 
 def detach_free_form(audiences: tuple[Audience, ...]) -> None:
