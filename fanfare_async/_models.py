@@ -162,57 +162,55 @@ def _defaults(cls: type[_Model]) -> tuple[tuple[str, Any], ...]:
 _RawObject = dict[str, msgspec.Raw]
 
 
-class ImportRowError(_Model, frozen=True):
+class ImportRowError(_Model, frozen=True, kw_only=True):
     """One rejected row of an audience import; ``issues`` are free-form JSON values."""
 
-    row: int | None = None
     if TYPE_CHECKING:
         issues: FrozenArray = FrozenArray()
     else:
         issues: tuple[msgspec.Raw, ...] = ()
+    row: int | None = None
 
 
-class AudienceImport(_Model, frozen=True):
+class AudienceImport(_Model, frozen=True, kw_only=True):
     """A file import into a static-list audience."""
 
-    id: str
-    audience_id: str | None = None
-    organization_id: str | None = None
     archived: bool = False
+    audience_id: str | None = None
     created_at: AwareDatetime | None = None
     created_by: str | None = None
-    updated_at: AwareDatetime | None = None
-    updated_by: str | None = None
     error_count: int | None = None
+    id: str
+    organization_id: str | None = None
     processed_consumers: int | None = None
-    total_consumers: int | None = None
     progress: float | None = None
     s3_key: str | None = None
     errors: tuple[ImportRowError, ...] = ()
+    total_consumers: int | None = None
+    updated_at: AwareDatetime | None = None
+    updated_by: str | None = None
 
 
-class AudienceRule(_Model, frozen=True):
+class AudienceRule(_Model, frozen=True, kw_only=True):
     """A rule of a dynamic audience: ``field`` matches one of ``values``."""
 
-    id: str
-    field: str
-    values: tuple[Union[str, int, float, bool, None], ...] = ()  # noqa: UP007
     audience_id: str | None = None
+    field: str
+    id: str
     organization_id: str | None = None
+    values: tuple[Union[str, int, float, bool, None], ...] = ()  # noqa: UP007
     group_id: str | None = None
     position: int | None = None
 
 
-class SyncSource(_Model, frozen=True):
+class SyncSource(_Model, frozen=True, kw_only=True):
     """The external system an audience is synchronised from."""
 
-    id: str
-    organization_id: str | None = None
     archived: bool = False
     created_at: AwareDatetime | None = None
     created_by: str | None = None
-    updated_at: AwareDatetime | None = None
-    updated_by: str | None = None
+    id: str
+    organization_id: str | None = None
     sync_source: str | None = None
     sync_source_id: str | None = None
     last_synced_at: AwareDatetime | None = None
@@ -221,18 +219,20 @@ class SyncSource(_Model, frozen=True):
     else:
         source_data: _RawObject | None = None
     sync_status: SyncStatus | None = None
+    updated_at: AwareDatetime | None = None
+    updated_by: str | None = None
 
 
-class Audience(_Model, frozen=True):
+class Audience(_Model, frozen=True, kw_only=True):
     """One audience of a group, as returned by ``GET /audiences/groups/{groupId}``."""
 
-    id: str
-    name: Annotated[str, msgspec.Meta(min_length=1)]
     archived: bool
     created_at: AwareDatetime
     created_by: str
-    organization_id: str
+    id: str
     imports: tuple[AudienceImport, ...]
+    name: Annotated[str, msgspec.Meta(min_length=1)]
+    organization_id: str
     rules: tuple[AudienceRule, ...]
     # Required by the field list, but absent from the page's own example.
     type: AudienceType | None = None

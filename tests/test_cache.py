@@ -571,7 +571,7 @@ async def test_cached_groups_do_not_keep_their_response_body(
             found += list((metadata or {}).values())
             for item in audience.imports:
                 for error in item.errors:
-                    found += msgspec.structs.astuple(error)[1]
+                    found += msgspec.structs.astuple(error)[error.__struct_fields__.index("issues")]
         return found
 
     cached = stored_raws(audiences)

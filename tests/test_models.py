@@ -68,6 +68,29 @@ def test_page_example_decodes_verbatim() -> None:
     assert audience.metadata == {}
 
 
+def _is_subsequence(keys: list[str], order: tuple[str, ...]) -> bool:
+    remaining = iter(order)
+    return all(key in remaining for key in keys)
+
+
+def test_fields_are_declared_in_the_order_the_api_sends_them() -> None:
+    """msgspec matches a key on its first try when fields come in wire order (the
+    decode speed relies on it): the page example's keys are in declaration order."""
+    [audience] = example()
+    [imp] = audience["imports"]
+    cases = [
+        (Audience, audience),
+        (AudienceImport, imp),
+        (ImportRowError, imp["errors"][0]),
+        (AudienceRule, audience["rules"][0]),
+        (SyncSource, audience["primarySyncSource"]),
+    ]
+    for model, sent in cases:
+        order = model.__struct_encode_fields__
+        assert set(sent) <= set(order), (model, set(sent) - set(order))
+        assert _is_subsequence(list(sent), order), (model, list(sent), order)
+
+
 def test_nested_collections_are_tuples_and_models_frozen() -> None:
     """Nothing reachable from an Audience can be mutated in place."""
     data = example()
@@ -330,7 +353,7 @@ def test_repr_shows_json_values_and_omits_defaults() -> None:
     assert "description=" not in text
     assert repr(ImportRowError(row=1)) == "ImportRowError(row=1)"
     assert repr(audience.imports[0].errors[0]) == (
-        "ImportRowError(row=123, issues=FrozenArray(['<unknown>']))"
+        "ImportRowError(issues=FrozenArray(['<unknown>']), row=123)"
     )
 
 
