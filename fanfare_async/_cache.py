@@ -3,11 +3,16 @@
 ``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
 bound and removal once an entry is past any use (its freshness deadline plus
 the ``stale_if_error`` window). Reads on the request path do not go through
-it: a plain dict mirrors its entries, so a hit is one dict lookup, one clock
-comparison and a use stamp on the entry it already holds. When the cache is
-full, the least recently used entries by those stamps are evicted, a small
-batch at a time (1/16 of ``cache_maxsize``, at least one), so a full cache
-pays one ordering pass per batch instead of recency bookkeeping on every hit.
+it. They read ``fresh``, a plain dict from group id to audiences holding only
+groups that stay fresh until a common horizon (the soonest freshness deadline
+among them, kept with a heap), in least-recently-used order. So a hit is one
+clock read compared with that one horizon, a move to the end of the dict and
+the list copy: no per-entry expiry, no per-entry stamp. When the clock passes
+the horizon, the groups gone stale leave ``fresh`` and the horizon moves on.
+
+When the cache is full, a small batch is evicted (1/16 of ``cache_maxsize``,
+at least one): first entries outside ``fresh`` (expired groups kept for
+``stale_if_error``, cached 404s), then the least recently used fresh groups.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import copy
 import heapq
 import itertools
+import math
 import operator
 import time
 from collections.abc import Callable
@@ -83,22 +89,29 @@ class _Lifetimes(TLRUCache[str, Entry]):
 class GroupCache:
     """Entries by canonical group id, with the counters of :class:`CacheStats`.
 
-    ``entries`` is the read path's dict; callers check ``Entry.expires``
-    against ``clock()`` themselves and call :meth:`record_hit` on a hit.
+    ``fresh`` is the read path: the audiences of every group that is fresh at
+    least until ``horizon``, least recently used first. A reader that finds
+    ``clock() < horizon`` needs no per-entry expiry check; it moves the key to
+    the end (the LRU order) and counts the hit, as :meth:`fresh_audiences` does.
     """
 
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.entries: dict[str, Entry] = {}  # groups with audiences
+        self.entries: dict[str, Entry] = {}  # groups, fresh or kept for stale_if_error
+        self.fresh: dict[str, tuple[Audience, ...]] = {}  # the read path, oldest use first
+        self.horizon = math.inf  # no group of `fresh` goes stale before this
         self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
-        self.uses = 0  # stores + hits: the sequence that orders entries for LRU
-        self.stores = 0
+        self.uses = 0  # stores and 404 hits: orders the entries outside `fresh`
+        self.hits = 0
         self.misses = 0
         self.coalesced = 0
         self.stale_served = 0
         self.evictions = 0
         self.expirations = 0
+        # Freshness deadlines of the groups put in `fresh`, soonest first; an item
+        # whose group was replaced or removed since is skipped when its time comes.
+        self._deadlines: list[tuple[float, int, Entry]] = []
         self._lifetimes = _Lifetimes(self, max(config.maxsize, 1), clock)
 
     def time_to_use(self, key: str, entry: Entry, now: float) -> float:
@@ -108,39 +121,67 @@ class GroupCache:
         return entry.expires + self.config.stale_if_error
 
     def _mirror(self, entry: Entry) -> dict[str, Entry]:
-        """The read-path dict an entry lives in."""
+        """The dict an entry lives in."""
         return self.entries if entry.not_found is None else self.not_found
 
+    def _drop(self, entry: Entry) -> None:
+        del self._mirror(entry)[entry.key]
+        self.fresh.pop(entry.key, None)
+
     def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
-        """Drop entries that cachetools removed from the read path."""
+        """Drop entries that cachetools removed."""
         dropped = 0
         for key, entry in items:
-            mirror = self._mirror(entry)
-            if mirror.get(key) is entry:  # not already replaced or counted by store()
-                del mirror[key]
+            if self._mirror(entry).get(key) is entry:  # not already replaced or counted
+                self._drop(entry)
                 dropped += 1
         if evicted:
             self.evictions += dropped
         else:
             self.expirations += dropped
 
+    def fresh_audiences(self, key: str, now: float) -> tuple[Audience, ...] | None:
+        """The audiences of ``key`` if fresh at ``now``, counted as a hit and made the
+        most recently used (the client's read path inlines this)."""
+        if not now < self.horizon:
+            self._sweep(now)
+        fresh = self.fresh
+        audiences = fresh.pop(key, None)
+        if audiences is None:
+            return None
+        fresh[key] = audiences
+        self.hits += 1
+        return audiences
+
     def record_hit(self, entry: Entry) -> None:
-        """Count a hit and stamp the entry's use (the client's read path inlines this)."""
+        """Count a hit on a cached 404 and stamp its use."""
         self.uses += 1
         entry.used = self.uses
+        self.hits += 1
 
-    @property
-    def hits(self) -> int:
-        """Lookups answered from the cache."""
-        return self.uses - self.stores
+    def _sweep(self, now: float) -> None:
+        """Take the groups gone stale out of ``fresh``; move the horizon on."""
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][0] <= now:
+            entry = heapq.heappop(deadlines)[2]
+            if self.entries.get(entry.key) is entry:
+                self.fresh.pop(entry.key, None)
+        self.horizon = deadlines[0][0] if deadlines else math.inf
 
-    def _evict_least_recently_used(self) -> None:
-        """Make room: drop the least recently used batch of entries."""
+    def _evict_least_recently_used(self, now: float) -> None:
+        """Make room: drop a batch of entries. Those outside ``fresh`` (groups kept only
+        for stale_if_error, and cached 404s) go first, oldest use first; then the least
+        recently used fresh groups."""
         batch = max(1, self.config.maxsize // 16)
-        candidates = itertools.chain(self.entries.values(), self.not_found.values())
-        victims = heapq.nsmallest(batch, candidates, key=_used)
+        self._sweep(now)
+        fresh = self.fresh
+        outside = [entry for key, entry in self.entries.items() if key not in fresh]
+        victims = heapq.nsmallest(batch, [*outside, *self.not_found.values()], key=_used)
+        if len(victims) < batch:
+            entries = self.entries
+            victims += [entries[key] for key in itertools.islice(fresh, batch - len(victims))]
         for entry in victims:
-            del self._mirror(entry)[entry.key]
+            self._drop(entry)
             self._lifetimes.pop(entry.key, None)
         self.evictions += len(victims)
 
@@ -151,13 +192,13 @@ class GroupCache:
             return
         now = self.clock()
         self.uses += 1
-        self.stores += 1
         entry.used = self.uses
         entry.key = key
         previous = self.entries.pop(key, None) or self.not_found.pop(key, None)
         if previous is not None:
             if previous.expires <= now:
                 self.expirations += 1  # replaced while inside its stale window
+            self.fresh.pop(key, None)
             self._lifetimes.pop(key, None)
         if not now < self.time_to_use(key, entry, now):
             return  # expired on arrival (a zero TTL): nothing to keep
@@ -167,9 +208,22 @@ class GroupCache:
         if previous is None and len(self.entries) + len(self.not_found) >= maxsize:
             self._lifetimes.expire(now)  # the expired go first; cachetools does it on insert
             if len(self.entries) + len(self.not_found) >= maxsize:
-                self._evict_least_recently_used()
+                self._evict_least_recently_used(now)
         self._mirror(entry)[key] = entry
         self._lifetimes[key] = entry
+        if entry.not_found is None and now < entry.expires:
+            self._make_fresh(entry)
+
+    def _make_fresh(self, entry: Entry) -> None:
+        self.fresh[entry.key] = entry.audiences
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (entry.expires, entry.used, entry))
+        if entry.expires < self.horizon:
+            self.horizon = entry.expires
+        if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced groups: rebuild
+            entries = self.entries
+            deadlines[:] = [(e.expires, e.used, e) for e in map(entries.__getitem__, self.fresh)]
+            heapq.heapify(deadlines)
 
     def stale(self, key: str, now: float) -> Entry | None:
         """The expired entry for ``key`` if it is still inside its stale window."""
@@ -182,12 +236,16 @@ class GroupCache:
     def invalidate(self, key: str) -> None:
         """Forget one group."""
         self.entries.pop(key, None)
+        self.fresh.pop(key, None)
         self.not_found.pop(key, None)
         self._lifetimes.pop(key, None)
 
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
         self.entries.clear()
+        self.fresh.clear()
+        self.horizon = math.inf
+        self._deadlines.clear()
         self.not_found.clear()
         self._lifetimes.clear()
 

@@ -119,7 +119,7 @@ class FanfareClient:
         )
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
-        self._entries = self._cache.entries
+        self._fresh = self._cache.fresh
         self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Callers running a use_cache=False fetch themselves -> cancelled by aclose().
@@ -212,20 +212,19 @@ class FanfareClient:
             InvalidGroupIdError: the id is empty, too long or has control characters.
             FanfareError: any failure talking to the API (see the error tree).
         """
-        # The hit path: one dict lookup, one clock read and a use stamp (the LRU
-        # order) on the entry. Only canonical ids are keys, so a found key needs
-        # no validation; anything else takes _lookup.
-        if use_cache:
-            try:
-                entry = self._entries[group_id]  # type: ignore[index]
-            except (KeyError, TypeError):  # a miss, another spelling, or unhashable
-                pass
-            else:
-                if self._clock() < entry.expires:
-                    cache = self._cache
-                    cache.uses += 1
-                    entry.used = cache.uses
-                    return list(entry.audiences)
+        # The hit path: one clock read against the cache's horizon, one dict lookup
+        # and a move of the key to the end of that dict (the LRU order). Only
+        # canonical ids are keys, so a found key needs no validation; anything
+        # else (another spelling, a UUID object, a bad id) takes _lookup.
+        if use_cache and type(group_id) is str:
+            cache = self._cache
+            if self._clock() < cache.horizon:
+                fresh = self._fresh
+                audiences = fresh.pop(group_id, None)
+                if audiences is not None:
+                    fresh[group_id] = audiences
+                    cache.hits += 1
+                    return list(audiences)
         return await self._lookup(canonical_group_id(group_id), use_cache)
 
     async def _lookup(
@@ -243,10 +242,9 @@ class FanfareClient:
         cache = self._cache
         if use_cache:
             now = self._clock()
-            entry = self._entries.get(key)
-            if entry is not None and now < entry.expires:
-                cache.record_hit(entry)
-                return list(entry.audiences)
+            audiences = cache.fresh_audiences(key, now)
+            if audiences is not None:
+                return list(audiences)
             negative = cache.not_found.get(key)
             if negative is not None and negative.not_found and now < negative.expires:
                 cache.record_hit(negative)
@@ -395,10 +393,9 @@ class FanfareClient:
             return InvalidGroupIdError(str(exc)), False
         except InvalidGroupIdError as exc:
             return exc, False
-        entry = self._entries.get(key)
-        if entry is not None and self._clock() < entry.expires:
-            self._cache.record_hit(entry)
-            return list(entry.audiences), True
+        audiences = self._cache.fresh_audiences(key, self._clock())
+        if audiences is not None:
+            return list(audiences), True
         try:
             return await self._lookup(key, True, in_worker=True), False
         except FanfareClientClosedError:

@@ -31,8 +31,14 @@ def canonical_group_id(group_id: object) -> str:
     """
     if isinstance(group_id, uuid.UUID):
         return str(group_id)
-    if type(group_id) is str and len(group_id) == 36 and _UUID_SHAPE.match(group_id):
-        return group_id.lower()  # the common case: nothing else to check
+    if type(group_id) is str and len(group_id) == 36:
+        # The common case, nothing else to check. An id already canonical is kept
+        # as the very same object: the cache's key then is the caller's string,
+        # and a later lookup with it matches by identity, without comparing text.
+        if _CANONICAL_UUID.match(group_id):
+            return group_id
+        if _UUID_SHAPE.match(group_id):
+            return group_id.lower()
     if not isinstance(group_id, str):
         raise TypeError(f"group_id must be str or uuid.UUID, not {type(group_id).__name__}")
     if not group_id or group_id.isspace():

@@ -463,6 +463,78 @@ async def test_lru_order_follows_latest_hits(server: MockFanfareServer, clock: F
     assert server.request_count(c) == 1
 
 
+async def test_one_group_going_stale_leaves_the_others_fresh(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """Groups expire one by one, each at its own time; hits on the others go on."""
+    for index, interval in enumerate((10, 20, 30)):
+        server.set_group(f"g{index}", [audience_json(index, interval)])
+    async with cached_client(server, clock) as client:
+        for index in range(3):
+            await client.get_group_audiences(f"g{index}")
+        clock.advance(15)
+        for index in (1, 2, 0):
+            await client.get_group_audiences(f"g{index}")
+        assert [server.request_count(f"g{i}") for i in range(3)] == [2, 1, 1]
+        clock.advance(9)  # at 24 s g1 (20 s) is stale; g0, refetched at 15 s, is not
+        for index in (2, 0, 1):
+            await client.get_group_audiences(f"g{index}")
+        stats = client.cache_stats
+    assert [server.request_count(f"g{i}") for i in range(3)] == [2, 2, 1]
+    assert (stats.hits, stats.misses, stats.expirations) == (4, 5, 2)
+
+
+async def test_refreshed_group_is_fresh_until_its_new_deadline(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A group stored again (use_cache=False) keeps its new deadline, not the old one."""
+    server.set_group("g", [audience_json(1, 10)])
+    async with cached_client(server, clock) as client:
+        await client.get_group_audiences("g")
+        clock.advance(8)
+        await client.get_group_audiences("g", use_cache=False)  # fresh until 18
+        clock.advance(5)  # 13: past the first deadline only
+        await client.get_group_audiences("g")
+        assert server.request_count("g") == 2
+        clock.advance(5)  # 18
+        await client.get_group_audiences("g")
+    assert server.request_count("g") == 3
+
+
+async def test_expired_groups_kept_for_stale_if_error_are_evicted_before_fresh_ones(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A full cache drops a group kept only for stale_if_error before any fresh one."""
+    server.set_group("short", [audience_json(1, 10)])
+    server.set_group("long", [audience_json(2, 100)])
+    server.set_group("new", [audience_json(3, 100)])
+    async with cached_client(server, clock, cache_maxsize=2, stale_if_error=1000) as client:
+        await client.get_group_audiences("long")  # the least recently used...
+        await client.get_group_audiences("short")
+        clock.advance(20)  # ...but "short" is expired, kept only in case of errors
+        await client.get_group_audiences("new")
+        stats = client.cache_stats
+        assert (stats.size, stats.evictions) == (2, 1)
+        await client.get_group_audiences("long")
+    assert server.request_count("long") == 1
+
+
+def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
+    """Replacing one group many times does not pile up deadlines for the read path."""
+    from fanfare_async._cache import Entry, GroupCache
+    from fanfare_async._config import CacheConfig
+
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=10), clock=clock)
+    for _ in range(1000):
+        cache.store("g", Entry((), clock() + 60))
+    assert len(cache._deadlines) <= 2 * len(cache.fresh) + 65
+    assert cache.fresh_audiences("g", clock()) == ()
+    clock.advance(60)
+    assert cache.fresh_audiences("g", clock()) is None
+    assert (cache.fresh, cache._deadlines, cache.horizon) == ({}, [], float("inf"))
+
+
 async def test_cache_maxsize_zero_disables_caching(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:

@@ -100,3 +100,11 @@ def test_any_input_gives_a_safe_segment_or_typed_error(value: object) -> None:
     assert segment.isascii() and segment.isprintable()
     decoded = unquote(segment)
     assert decoded == key
+
+
+def test_canonical_uuid_string_is_kept_as_the_same_object() -> None:
+    """A canonical id is not copied: the cache key is the caller's own string."""
+    group_id = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+    assert canonical_group_id(group_id) is group_id
+    upper = group_id.upper()
+    assert canonical_group_id(upper) == group_id
