@@ -109,9 +109,11 @@ class GroupCache:
         self.stale_served = 0
         self.evictions = 0
         self.expirations = 0
-        # Freshness deadlines of the groups put in `fresh`, soonest first; an item
-        # whose group was replaced or removed since is skipped when its time comes.
-        self._deadlines: list[tuple[float, int, Entry]] = []
+        # Freshness deadlines of the groups put in `fresh`, soonest first, as
+        # (deadline, the entry's `used` stamp, key): an item whose group was
+        # replaced or removed since is skipped when its time comes. It holds the
+        # key, not the entry, so an evicted group is freed at once.
+        self._deadlines: list[tuple[float, int, str]] = []
         self._lifetimes = _Lifetimes(self, max(config.maxsize, 1), clock)
 
     def time_to_use(self, key: str, entry: Entry, now: float) -> float:
@@ -163,9 +165,10 @@ class GroupCache:
         """Take the groups gone stale out of ``fresh``; move the horizon on."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
-            entry = heapq.heappop(deadlines)[2]
-            if self.entries.get(entry.key) is entry:
-                self.fresh.pop(entry.key, None)
+            _, used, key = heapq.heappop(deadlines)
+            entry = self.entries.get(key)
+            if entry is not None and entry.used == used:
+                self.fresh.pop(key, None)
         self.horizon = deadlines[0][0] if deadlines else math.inf
 
     def _evict_least_recently_used(self, now: float) -> None:
@@ -217,12 +220,14 @@ class GroupCache:
     def _make_fresh(self, entry: Entry) -> None:
         self.fresh[entry.key] = entry.audiences
         deadlines = self._deadlines
-        heapq.heappush(deadlines, (entry.expires, entry.used, entry))
+        heapq.heappush(deadlines, (entry.expires, entry.used, entry.key))
         if entry.expires < self.horizon:
             self.horizon = entry.expires
         if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced groups: rebuild
             entries = self.entries
-            deadlines[:] = [(e.expires, e.used, e) for e in map(entries.__getitem__, self.fresh)]
+            deadlines[:] = [
+                (e.expires, e.used, e.key) for e in map(entries.__getitem__, self.fresh)
+            ]
             heapq.heapify(deadlines)
 
     def stale(self, key: str, now: float) -> Entry | None:

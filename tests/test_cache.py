@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from email.utils import formatdate
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -24,6 +26,9 @@ from fanfare_async import (
     TransportError,
     decode_group_audiences,
 )
+from fanfare_async._cache import Entry, GroupCache
+from fanfare_async._config import CacheConfig
+from fanfare_async._models import decode_audience_tuple
 from fanfare_async.testing import Fault, MockFanfareServer
 
 pytestmark = pytest.mark.anyio
@@ -521,9 +526,6 @@ async def test_expired_groups_kept_for_stale_if_error_are_evicted_before_fresh_o
 
 def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
     """Replacing one group many times does not pile up deadlines for the read path."""
-    from fanfare_async._cache import Entry, GroupCache
-    from fanfare_async._config import CacheConfig
-
     clock = FakeClock()
     cache = GroupCache(CacheConfig(maxsize=10), clock=clock)
     for _ in range(1000):
@@ -533,6 +535,22 @@ def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again
     clock.advance(60)
     assert cache.fresh_audiences("g", clock()) is None
     assert (cache.fresh, cache._deadlines, cache.horizon) == ({}, [], float("inf"))
+
+
+def test_evicted_and_replaced_groups_are_freed_at_once() -> None:
+    """Nothing the cache keeps for its read path holds on to a group it let go."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=1), clock=clock)
+    example = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
+    first, second, third = (decode_audience_tuple(example) for _ in range(3))
+    alone = sys.getrefcount(first)
+    cache.store("a", Entry(first, clock() + 60))
+    assert sys.getrefcount(first) > alone
+    cache.store("a", Entry(second, clock() + 60))  # replaced
+    assert sys.getrefcount(first) == alone
+    cache.store("b", Entry(third, clock() + 60))  # evicts "a"
+    assert cache.stats().evictions == 1
+    assert sys.getrefcount(second) == alone
 
 
 async def test_cache_maxsize_zero_disables_caching(
