@@ -276,38 +276,40 @@ def _read_through(cls: type[_Model], name: str) -> Any:
 
 _issues_slot = _read_through(ImportRowError, "issues")
 _stored_issues = _issues_slot.__get__
-_stored_source_data = _read_through(SyncSource, "source_data").__get__
-_stored_metadata = _read_through(Audience, "metadata").__get__
+_source_data_slot = _read_through(SyncSource, "source_data")
+_stored_source_data = _source_data_slot.__get__
+_metadata_slot = _read_through(Audience, "metadata")
+_stored_metadata = _metadata_slot.__get__
 
 
 def detach_free_form(audiences: tuple[Audience, ...]) -> None:
     """Copy the raw free-form JSON of freshly decoded audiences out of the response
     body, so that keeping them (in the cache) does not keep the whole body alive.
 
-    Only for audiences nobody else holds yet: it replaces their raw values in place.
+    Each non-empty value becomes one compact raw JSON text of its own, written in one
+    call: one object where the decoder left one per key or item, and no tuple for the
+    garbage collector to track. Only for audiences nobody else holds yet: it replaces
+    the stored values in place.
     """
     for audience in audiences:
         metadata = _stored_metadata(audience)
         if metadata:
-            _copy_raw_values(metadata)
+            _metadata_slot.__set__(audience, _own_raw(metadata))
         source = audience.primary_sync_source
         if source is not None:
             data = _stored_source_data(source)
             if data:
-                _copy_raw_values(data)
+                _source_data_slot.__set__(source, _own_raw(data))
         for item in audience.imports:
             for error in item.errors:
                 issues = _stored_issues(error)
-                if issues and type(issues) is tuple:
-                    copied = tuple([v.copy() if type(v) is msgspec.Raw else v for v in issues])
-                    _issues_slot.__set__(error, copied)
+                if issues:
+                    _issues_slot.__set__(error, _own_raw(issues))
 
 
-def _copy_raw_values(values: Any) -> None:
-    if type(values) is dict:
-        for key, value in values.items():
-            if type(value) is msgspec.Raw:
-                values[key] = value.copy()
+def _own_raw(value: Any) -> msgspec.Raw:
+    """``value`` (raw JSON text, or containers of it) as raw JSON text with its own bytes."""
+    return msgspec.Raw(_ENCODER.encode(value))
 
 
 # The page's required/optional split plus the constraints: `name` non-empty and

@@ -653,19 +653,38 @@ async def test_cached_groups_do_not_keep_their_response_body(
     async with cached_client(server, clock) as client:
         [*audiences] = await client.get_group_audiences(group)
 
+    def raws(stored: Any) -> list[msgspec.Raw]:
+        if isinstance(stored, msgspec.Raw):
+            return [stored]
+        values = stored.values() if isinstance(stored, dict) else stored or ()
+        return [value for value in values if isinstance(value, msgspec.Raw)]
+
+    def slot(struct: Any, name: str) -> Any:
+        return msgspec.structs.astuple(struct)[struct.__struct_fields__.index(name)]
+
     def stored_raws(items: list[Any]) -> list[msgspec.Raw]:
         found: list[msgspec.Raw] = []
         for audience in items:
-            values = msgspec.structs.astuple(audience)
-            metadata = values[audience.__struct_fields__.index("metadata")]
-            found += list((metadata or {}).values())
+            found += raws(slot(audience, "metadata"))
+            if audience.primary_sync_source is not None:
+                found += raws(slot(audience.primary_sync_source, "source_data"))
             for item in audience.imports:
                 for error in item.errors:
-                    found += msgspec.structs.astuple(error)[error.__struct_fields__.index("issues")]
+                    found += raws(slot(error, "issues"))
         return found
 
     cached = stored_raws(audiences)
     assert cached, "the test double's group has free-form JSON"
     assert all(raw.copy() is raw for raw in cached)  # copy() is a no-op unless a view
-    fresh = stored_raws(decode_group_audiences(server.body_for(group)))
+    decoded = decode_group_audiences(server.body_for(group))
+    fresh = stored_raws(decoded)
     assert fresh and all(raw.copy() is not raw for raw in fresh)
+    assert audiences == decoded  # the same JSON values, however they are kept
+    assert [a.metadata for a in audiences] == [a.metadata for a in decoded]
+    issues = [e.issues for a in audiences for i in a.imports for e in i.errors]
+    assert issues == [e.issues for a in decoded for i in a.imports for e in i.errors]
+    assert any(issues), "the test double's group has import issues"
+    # Cached, each free-form field is one untracked object: nothing for a collection.
+    kept = [slot(e, "issues") for a in audiences for i in a.imports for e in i.errors]
+    kept += [slot(a, "metadata") for a in audiences]
+    assert kept and not any(gc.is_tracked(value) for value in kept)
