@@ -63,7 +63,7 @@ class Entry(msgspec.Struct, gc=False):
     audiences: tuple[Audience, ...]
     expires: float
     not_found: NotFoundError | None = None
-    used: int = 0  # position in the cache's sequence of uses: the LRU order
+    used: int = 0  # stamp of its store (or last 404 hit): orders entries outside `fresh`
     key: str = ""  # set when stored
 
 
