@@ -92,8 +92,9 @@ def run(sizes: Sizes) -> Section:
         "lookups; CPU = getrusage(RUSAGE_SELF) user+sys of the client around the timed part; "
         "fanfare_async with rate_limit=None, cache_maxsize=0, max_connections=64; the "
         "worker-pool row calls get_group_audiences(use_cache=False) from 64 plain asyncio "
-        "workers, the floor's own shape (an unshared fetch runs in the caller's task, while "
-        "iter_group_audiences lookups can be joined, so each miss runs in a fetch task); "
+        "workers, the floor's own shape (each fetch runs in the caller's task and its result "
+        "is dropped there, while iter_group_audiences hands every result to the consuming "
+        "task); "
         f"httpx + pydantic looks up {n // 4} ids "
         "(at least 200); GC = time inside the cyclic collector (gc.callbacks) in the timed part."
     )
