@@ -372,8 +372,8 @@ async def test_secret_never_in_repr_errors_or_logs(caplog: pytest.LogCaptureFixt
         TransportError,
         AuthenticationError,
     ]
-    for exc in errors:
-        for text in (str(exc), repr(exc), str(exc.__cause__), repr(exc.__dict__)):
+    for error in errors:
+        for text in (str(error), repr(error), str(error.__cause__), repr(error.__dict__)):
             assert SECRET not in text
             assert "WRONGWRONG" not in text
     assert caplog.records
@@ -444,7 +444,7 @@ def test_unknown_option_is_type_error() -> None:
     with pytest.raises(TypeError):
         FanfareClient(SECRET, max_retrys=3)  # type: ignore[call-arg]
     with pytest.raises(TypeError):
-        FanfareClient(SECRET, "https://x")  # type: ignore[misc]
+        FanfareClient(SECRET, "https://x")  # type: ignore[call-arg]
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,7 @@ def test_rate_limit_validation() -> None:
     assert RateLimit(600, 60).rate == 10
     for bad in ({"requests": 0}, {"requests": 5, "period": 0}, {"requests": 5, "burst": 0}):
         with pytest.raises((ValueError, TypeError)):
-            RateLimit(**bad)  # type: ignore[arg-type]
+            RateLimit(**bad)
 
 
 def test_bucket_allows_a_burst_then_paces() -> None:
