@@ -173,8 +173,8 @@ class GroupCache:
 
     def _evict_least_recently_used(self, now: float) -> None:
         """Make room: drop a batch of entries. Those outside ``fresh`` (groups kept only
-        for stale_if_error, and cached 404s) go first, oldest use first; then the least
-        recently used fresh groups."""
+        for stale_if_error, and cached 404s) go first, by their ``used`` stamp (a
+        group's store, a 404's last hit); then the least recently used fresh groups."""
         batch = max(1, self.config.maxsize // 16)
         self._sweep(now)
         fresh = self.fresh

@@ -21,15 +21,19 @@ EXAMPLE = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes(
 class _Kept:
     audiences: tuple[Audience, ...]
     expires: float
+    stored: int
     used: int
 
 
 @dataclass
 class Model:
-    """What the cache must do, written the obvious way: exact LRU over every use,
-    expired groups dropped whenever a group is stored (stale_if_error=0)."""
+    """What the cache must do, written the obvious way. Expired groups are kept for
+    ``stale_if_error`` seconds and dropped when a group is stored after that. A full
+    cache evicts expired groups first (oldest stored first), then fresh ones in exact
+    LRU order over every use."""
 
     maxsize: int
+    stale_if_error: float
     now: float = 0.0
     uses: int = 0
     kept: dict[int, _Kept] = field(default_factory=dict)
@@ -38,7 +42,8 @@ class Model:
     expirations: int = 0
 
     def _expire(self) -> None:
-        for key in [k for k, v in self.kept.items() if v.expires <= self.now]:
+        window = self.stale_if_error
+        for key in [k for k, v in self.kept.items() if v.expires + window <= self.now]:
             del self.kept[key]
             self.expirations += 1
 
@@ -47,15 +52,21 @@ class Model:
         previous = self.kept.pop(key, None)
         if previous is not None and previous.expires <= self.now:
             self.expirations += 1
-        if ttl <= 0:
+        if ttl + self.stale_if_error <= 0:
             return
         if previous is None and len(self.kept) >= self.maxsize:
             self._expire()
             if len(self.kept) >= self.maxsize:  # batch of one below maxsize 32
-                del self.kept[min(self.kept, key=lambda k: self.kept[k].used)]
+                del self.kept[min(self.kept, key=self._eviction_order)]
                 self.evictions += 1
-        self.kept[key] = _Kept(audiences, self.now + ttl, self.uses)
+        self.kept[key] = _Kept(audiences, self.now + ttl, self.uses, self.uses)
         self._expire()
+
+    def _eviction_order(self, key: int) -> tuple[bool, int]:
+        kept = self.kept[key]
+        if kept.expires <= self.now:
+            return (False, kept.stored)
+        return (True, kept.used)
 
     def get(self, key: int) -> tuple[Audience, ...] | None:
         kept = self.kept.get(key)
@@ -88,16 +99,26 @@ operations = st.lists(
 
 
 # The classic case: a hit makes the older group the more recently used one.
-@example(maxsize=2, ops=[("store", 0, 9.0), ("store", 1, 9.0), ("get", 0, 0.0), ("store", 2, 9.0)])
+# An expired group kept for stale_if_error goes before an older fresh one.
+@example(
+    maxsize=2,
+    window=5.0,
+    ops=[("store", 1, 100.0), ("store", 0, 3.0), ("advance", 0, 10.0), ("store", 2, 10.0)],
+)
+@example(
+    maxsize=2,
+    window=0.0,
+    ops=[("store", 0, 9.0), ("store", 1, 9.0), ("get", 0, 0.0), ("store", 2, 9.0)],
+)
 @settings(max_examples=400, deadline=None)
-@given(maxsize=st.integers(1, 4), ops=operations)
+@given(maxsize=st.integers(1, 4), window=st.sampled_from([0.0, 5.0]), ops=operations)
 def test_cache_behaves_like_the_reference_model(
-    maxsize: int, ops: list[tuple[str, int, float]]
+    maxsize: int, window: float, ops: list[tuple[str, int, float]]
 ) -> None:
-    """Hits, misses, LRU evictions and expirations match the model after every step."""
+    """Hits, misses, evictions and expirations match the model after every step."""
     clock = Clock()
-    cache = GroupCache(CacheConfig(maxsize=maxsize), clock=clock)
-    model = Model(maxsize)
+    cache = GroupCache(CacheConfig(maxsize=maxsize, stale_if_error=window), clock=clock)
+    model = Model(maxsize, window)
     for op, key, number in ops:
         name = f"g{key}"
         if op == "store":
