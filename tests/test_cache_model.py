@@ -98,14 +98,12 @@ operations = st.lists(
 )
 
 
-# The classic case: a hit makes the older group the more recently used one.
-# An expired group kept for stale_if_error goes before an older fresh one.
-@example(
+@example(  # an expired group kept for stale_if_error goes before an older fresh one
     maxsize=2,
     window=5.0,
     ops=[("store", 1, 100.0), ("store", 0, 3.0), ("advance", 0, 10.0), ("store", 2, 10.0)],
 )
-@example(
+@example(  # the classic case: a hit makes the older group the more recently used one
     maxsize=2,
     window=0.0,
     ops=[("store", 0, 9.0), ("store", 1, 9.0), ("get", 0, 0.0), ("store", 2, 9.0)],
