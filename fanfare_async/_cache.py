@@ -3,16 +3,17 @@
 ``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
 bound and removal once an entry is past any use (its freshness deadline plus
 the ``stale_if_error`` window). Reads on the request path do not go through
-it. They read ``fresh``, a plain dict from group id to audiences holding only
-groups that stay fresh until a common horizon (the soonest freshness deadline
-among them, kept with a heap), in least-recently-used order. So a hit is one
-clock read compared with that one horizon, a move to the end of the dict and
-the list copy: no per-entry expiry, no per-entry stamp. When the clock passes
-the horizon, the groups gone stale leave ``fresh`` and the horizon moves on.
+it. They read ``fresh``, a plain dict holding only entries that stay fresh
+until a common horizon (the soonest freshness deadline among them, kept with a
+heap), in least-recently-used order: a group maps to its audiences, a cached
+404 to its entry. So a hit is one clock read compared with that one horizon, a
+move to the end of the dict and the list copy: no per-entry expiry, no
+per-entry stamp. When the clock passes the horizon, the entries gone stale
+leave ``fresh`` and the horizon moves on.
 
 When the cache is full, a small batch is evicted (1/16 of ``cache_maxsize``,
-at least one): first entries outside ``fresh`` (expired groups kept for
-``stale_if_error``, cached 404s), then the least recently used fresh groups.
+at least one): first expired groups kept only for ``stale_if_error`` (the
+oldest stored first), then fresh entries, least recently used first.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Entry(msgspec.Struct, gc=False):
     audiences: tuple[Audience, ...]
     expires: float
     not_found: NotFoundError | None = None
-    used: int = 0  # stamp of its store (or last 404 hit): orders entries outside `fresh`
+    used: int = 0  # stamp of its store: tells a deadline of this entry from older ones
     key: str = ""  # set when stored
 
 
@@ -89,27 +90,29 @@ class _Lifetimes(TLRUCache[str, Entry]):
 class GroupCache:
     """Entries by canonical group id, with the counters of :class:`CacheStats`.
 
-    ``fresh`` is the read path: the audiences of every group that is fresh at
-    least until ``horizon``, least recently used first. A reader that finds
+    ``fresh`` is the read path: every entry that is fresh at least until
+    ``horizon``, least recently used first; a group maps to its audiences (a
+    tuple), a cached 404 to its :class:`Entry`. A reader that finds
     ``clock() < horizon`` needs no per-entry expiry check; it moves the key to
-    the end (the LRU order) and counts the hit, as :meth:`fresh_audiences` does.
+    the end (the LRU order) and, for a tuple, counts the hit and serves it, as
+    :meth:`fresh_audiences` does.
     """
 
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
         self.entries: dict[str, Entry] = {}  # groups, fresh or kept for stale_if_error
-        self.fresh: dict[str, tuple[Audience, ...]] = {}  # the read path, oldest use first
+        self.fresh: dict[str, tuple[Audience, ...] | Entry] = {}  # read path, oldest use first
         self.horizon = math.inf  # no group of `fresh` goes stale before this
         self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
-        self.uses = 0  # stores and 404 hits: orders the entries outside `fresh`
+        self.uses = 0  # stores: orders expired groups for eviction, identifies deadlines
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
         self.stale_served = 0
         self.evictions = 0
         self.expirations = 0
-        # Freshness deadlines of the groups put in `fresh`, soonest first, as
+        # Freshness deadlines of the entries put in `fresh`, soonest first, as
         # (deadline, the entry's `used` stamp, key): an item whose group was
         # replaced or removed since is skipped when its time comes. It holds the
         # key, not the entry, so an evicted group is freed at once.
@@ -143,46 +146,54 @@ class GroupCache:
             self.expirations += dropped
 
     def fresh_audiences(self, key: str, now: float) -> tuple[Audience, ...] | None:
-        """The audiences of ``key`` if fresh at ``now``, counted as a hit and made the
-        most recently used (the client's read path inlines this)."""
+        """The audiences of ``key`` if fresh at ``now``, counted as a hit; a fresh entry
+        (a cached 404 too) becomes the most recently used. The client's read path
+        inlines this."""
         if not now < self.horizon:
             self._sweep(now)
         fresh = self.fresh
-        audiences = fresh.pop(key, None)
-        if audiences is None:
+        found = fresh.pop(key, None)
+        if found is None:
             return None
-        fresh[key] = audiences
+        fresh[key] = found
+        if type(found) is not tuple:
+            return None  # a cached 404: the caller raises it (see record_hit)
         self.hits += 1
-        return audiences
+        return found
 
     def record_hit(self, entry: Entry) -> None:
-        """Count a hit on a cached 404 and stamp its use."""
-        self.uses += 1
-        entry.used = self.uses
+        """Count a hit on a cached 404 (its place in the LRU order is kept by ``fresh``)."""
         self.hits += 1
 
+    def _stored(self, key: str) -> Entry | None:
+        return self.entries.get(key) or self.not_found.get(key)
+
+    def _held(self, key: str) -> Entry:
+        """The entry of a key that ``fresh`` holds (every such key has one)."""
+        return self.entries.get(key) or self.not_found[key]
+
     def _sweep(self, now: float) -> None:
-        """Take the groups gone stale out of ``fresh``; move the horizon on."""
+        """Take the entries gone stale out of ``fresh``; move the horizon on."""
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, used, key = heapq.heappop(deadlines)
-            entry = self.entries.get(key)
+            entry = self._stored(key)
             if entry is not None and entry.used == used:
                 self.fresh.pop(key, None)
         self.horizon = deadlines[0][0] if deadlines else math.inf
 
     def _evict_least_recently_used(self, now: float) -> None:
-        """Make room: drop a batch of entries. Those outside ``fresh`` (groups kept only
-        for stale_if_error, and cached 404s) go first, by their ``used`` stamp (a
-        group's store, a 404's last hit); then the least recently used fresh groups."""
+        """Make room: drop a batch of entries. Those outside ``fresh`` (expired groups
+        kept only for stale_if_error) go first, oldest stored first; then fresh entries,
+        least recently used first."""
         batch = max(1, self.config.maxsize // 16)
         self._sweep(now)
         fresh = self.fresh
-        outside = [entry for key, entry in self.entries.items() if key not in fresh]
-        victims = heapq.nsmallest(batch, [*outside, *self.not_found.values()], key=_used)
+        outside = itertools.chain(self.entries.items(), self.not_found.items())
+        victims = heapq.nsmallest(batch, [e for k, e in outside if k not in fresh], key=_used)
         if len(victims) < batch:
-            entries = self.entries
-            victims += [entries[key] for key in itertools.islice(fresh, batch - len(victims))]
+            held = self._held
+            victims += [held(k) for k in itertools.islice(fresh, batch - len(victims))]
         for entry in victims:
             self._drop(entry)
             self._lifetimes.pop(entry.key, None)
@@ -214,20 +225,17 @@ class GroupCache:
                 self._evict_least_recently_used(now)
         self._mirror(entry)[key] = entry
         self._lifetimes[key] = entry
-        if entry.not_found is None and now < entry.expires:
+        if now < entry.expires:
             self._make_fresh(entry)
 
     def _make_fresh(self, entry: Entry) -> None:
-        self.fresh[entry.key] = entry.audiences
+        self.fresh[entry.key] = entry.audiences if entry.not_found is None else entry
         deadlines = self._deadlines
         heapq.heappush(deadlines, (entry.expires, entry.used, entry.key))
         if entry.expires < self.horizon:
             self.horizon = entry.expires
-        if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced groups: rebuild
-            entries = self.entries
-            deadlines[:] = [
-                (e.expires, e.used, e.key) for e in map(entries.__getitem__, self.fresh)
-            ]
+        if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced entries: rebuild
+            deadlines[:] = [(e.expires, e.used, e.key) for e in map(self._held, self.fresh)]
             heapq.heapify(deadlines)
 
     def stale(self, key: str, now: float) -> Entry | None:

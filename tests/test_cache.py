@@ -553,6 +553,26 @@ def test_evicted_and_replaced_groups_are_freed_at_once() -> None:
     assert sys.getrefcount(second) == alone
 
 
+async def test_cached_404_takes_its_place_in_the_lru_order(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A cached 404 that was just looked up again outlives a group unused since."""
+    a, b = server.group_ids[:2]
+    async with cached_client(server, clock, cache_maxsize=2, negative_ttl=60) as client:
+        with pytest.raises(NotFoundError):
+            await client.get_group_audiences("missing")
+        await client.get_group_audiences(a)
+        with pytest.raises(NotFoundError):
+            await client.get_group_audiences("missing")  # a hit: now the more recent
+        await client.get_group_audiences(b)  # evicts a
+        with pytest.raises(NotFoundError):
+            await client.get_group_audiences("missing")
+        await client.get_group_audiences(a)
+        stats = client.cache_stats
+    assert (server.request_count("missing"), server.request_count(a)) == (1, 2)
+    assert (stats.hits, stats.evictions) == (2, 2)
+
+
 async def test_cache_maxsize_zero_disables_caching(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:

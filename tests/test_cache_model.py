@@ -8,18 +8,19 @@ from pathlib import Path
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from fanfare_async import Audience
+from fanfare_async import Audience, NotFoundError
 from fanfare_async._cache import Entry, GroupCache
 from fanfare_async._config import CacheConfig
 from fanfare_async._models import decode_audience_tuple
 
 EXAMPLE = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
 [AUDIENCE] = decode_audience_tuple(EXAMPLE)
+NOT_FOUND = "404"  # what a lookup of a cached 404 gives, in the model and the test
 
 
 @dataclass
 class _Kept:
-    audiences: tuple[Audience, ...]
+    audiences: tuple[Audience, ...] | str  # NOT_FOUND for a cached 404
     expires: float
     stored: int
     used: int
@@ -28,9 +29,9 @@ class _Kept:
 @dataclass
 class Model:
     """What the cache must do, written the obvious way. Expired groups are kept for
-    ``stale_if_error`` seconds and dropped when a group is stored after that. A full
-    cache evicts expired groups first (oldest stored first), then fresh ones in exact
-    LRU order over every use."""
+    ``stale_if_error`` seconds (cached 404s are not) and dropped when an entry is
+    stored after that. A full cache evicts expired groups first (oldest stored
+    first), then fresh entries, groups and 404s alike, in exact LRU order."""
 
     maxsize: int
     stale_if_error: float
@@ -42,24 +43,27 @@ class Model:
     expirations: int = 0
 
     def _expire(self) -> None:
-        window = self.stale_if_error
-        for key in [k for k, v in self.kept.items() if v.expires + window <= self.now]:
+        for key in [k for k, v in self.kept.items() if v.expires + self._window(v) <= self.now]:
             del self.kept[key]
             self.expirations += 1
 
-    def store(self, key: int, audiences: tuple[Audience, ...], ttl: float) -> None:
+    def _window(self, kept: _Kept) -> float:
+        return 0.0 if kept.audiences is NOT_FOUND else self.stale_if_error
+
+    def store(self, key: int, audiences: tuple[Audience, ...] | str, ttl: float) -> None:
         self.uses += 1
         previous = self.kept.pop(key, None)
         if previous is not None and previous.expires <= self.now:
             self.expirations += 1
-        if ttl + self.stale_if_error <= 0:
+        kept = _Kept(audiences, self.now + ttl, self.uses, self.uses)
+        if not self.now < kept.expires + self._window(kept):
             return
         if previous is None and len(self.kept) >= self.maxsize:
             self._expire()
             if len(self.kept) >= self.maxsize:  # batch of one below maxsize 32
                 del self.kept[min(self.kept, key=self._eviction_order)]
                 self.evictions += 1
-        self.kept[key] = _Kept(audiences, self.now + ttl, self.uses, self.uses)
+        self.kept[key] = kept
         self._expire()
 
     def _eviction_order(self, key: int) -> tuple[bool, int]:
@@ -68,7 +72,7 @@ class Model:
             return (False, kept.stored)
         return (True, kept.used)
 
-    def get(self, key: int) -> tuple[Audience, ...] | None:
+    def get(self, key: int) -> tuple[Audience, ...] | str | None:
         kept = self.kept.get(key)
         if kept is None or not self.now < kept.expires:
             return None
@@ -90,7 +94,9 @@ class Clock:
 # so that full caches, LRU evictions after hits and expiries all come up often.
 operations = st.lists(
     st.tuples(
-        st.sampled_from(["store", "store", "get", "get", "get", "advance", "invalidate"]),
+        st.sampled_from(
+            ["store", "store", "store404", "get", "get", "get", "advance", "invalidate"]
+        ),
         st.integers(0, 4),
         st.sampled_from([0.0, 3.0, 10.0, 10.0, 100.0]),
     ),
@@ -123,8 +129,17 @@ def test_cache_behaves_like_the_reference_model(
             audiences = (AUDIENCE,)  # a new tuple each time: identity tells stores apart
             cache.store(name, Entry(audiences, clock() + number))
             model.store(key, audiences, number)
-        elif op == "get":
-            assert cache.fresh_audiences(name, clock()) is model.get(key)
+        elif op == "store404":
+            missing = NotFoundError("no such group", status_code=404)
+            cache.store(name, Entry((), clock() + number, missing))
+            model.store(key, NOT_FOUND, number)
+        elif op == "get":  # as the client's lookup does it
+            found: tuple[Audience, ...] | str | None = cache.fresh_audiences(name, clock())
+            negative = cache.not_found.get(name)
+            if found is None and negative is not None and clock() < negative.expires:
+                cache.record_hit(negative)
+                found = NOT_FOUND
+            assert found is model.get(key), (op, key)
         elif op == "advance":
             clock.now += number / 4 + 0.5
             model.now = clock.now
@@ -139,7 +154,8 @@ def test_cache_behaves_like_the_reference_model(
         # linger until the horizon), and none is stale while the horizon is ahead:
         # what the client's inline hit path relies on.
         by_use = sorted((v.used, k) for k, v in model.kept.items() if clock.now < v.expires)
-        listed = [k for k in cache.fresh if clock.now < cache.entries[k].expires]
+        held = {**cache.entries, **cache.not_found}
+        listed = [k for k in cache.fresh if clock.now < held[k].expires]
         assert listed == [f"g{k}" for _, k in by_use], (op, key)
         if clock.now < cache.horizon:
             assert len(listed) == len(cache.fresh), (op, key)
