@@ -3,13 +3,14 @@
 ``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
 bound and removal once an entry is past any use (its freshness deadline plus
 the ``stale_if_error`` window). Reads on the request path do not go through
-it. They read ``fresh``, a plain dict holding only entries that stay fresh
-until a common horizon (the soonest freshness deadline among them, kept with a
-heap), in least-recently-used order: a group maps to its audiences, a cached
-404 to its entry. So a hit is one clock read compared with that one horizon, a
-move to the end of the dict and the list copy: no per-entry expiry, no
-per-entry stamp. When the clock passes the horizon, the entries gone stale
-leave ``fresh`` and the horizon moves on.
+it. They read ``fresh``, a plain dict from group id to audiences holding only
+entries that stay fresh until a common horizon (the soonest freshness deadline
+among them, kept with a heap), in least-recently-used order. A cached 404 sits
+in the same order under the key ``(id,)``, which no lookup by id reaches, so
+the hit path serves groups only. A hit is one clock read compared with that
+one horizon, a move to the end of the dict and the list copy: no per-entry
+expiry, no per-entry stamp. When the clock passes the horizon, the entries
+gone stale leave ``fresh`` and the horizon moves on.
 
 When the cache is full, a small batch is evicted (1/16 of ``cache_maxsize``,
 at least one): first expired groups kept only for ``stale_if_error`` (the
@@ -68,6 +69,11 @@ class Entry(msgspec.Struct, gc=False):
     key: str = ""  # set when stored
 
 
+def _fresh_key(entry: Entry) -> str | tuple[str]:
+    """Where ``fresh`` keeps an entry: a group under its id, a cached 404 under ``(id,)``."""
+    return entry.key if entry.not_found is None else (entry.key,)
+
+
 class _Lifetimes(TLRUCache[str, Entry]):
     """TLRUCache that reports expirations and evictions to its owner."""
 
@@ -90,19 +96,18 @@ class _Lifetimes(TLRUCache[str, Entry]):
 class GroupCache:
     """Entries by canonical group id, with the counters of :class:`CacheStats`.
 
-    ``fresh`` is the read path: every entry that is fresh at least until
-    ``horizon``, least recently used first; a group maps to its audiences (a
-    tuple), a cached 404 to its :class:`Entry`. A reader that finds
-    ``clock() < horizon`` needs no per-entry expiry check; it moves the key to
-    the end (the LRU order) and, for a tuple, counts the hit and serves it, as
-    :meth:`fresh_audiences` does.
+    ``fresh`` is the read path: the audiences of every group that is fresh at
+    least until ``horizon``, least recently used first, with each fresh cached
+    404 in the same order under ``(id,)``. A reader that finds ``clock() <
+    horizon`` needs no per-entry expiry check; it moves the key to the end (the
+    LRU order) and counts the hit, as :meth:`fresh_audiences` does.
     """
 
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
         self.entries: dict[str, Entry] = {}  # groups, fresh or kept for stale_if_error
-        self.fresh: dict[str, tuple[Audience, ...] | Entry] = {}  # read path, oldest use first
+        self.fresh: dict[str | tuple[str], tuple[Audience, ...]] = {}  # oldest use first
         self.horizon = math.inf  # no group of `fresh` goes stale before this
         self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
         self.uses = 0  # stores: orders expired groups for eviction, identifies deadlines
@@ -131,7 +136,7 @@ class GroupCache:
 
     def _drop(self, entry: Entry) -> None:
         del self._mirror(entry)[entry.key]
-        self.fresh.pop(entry.key, None)
+        self.fresh.pop(_fresh_key(entry), None)
 
     def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
         """Drop entries that cachetools removed."""
@@ -146,31 +151,32 @@ class GroupCache:
             self.expirations += dropped
 
     def fresh_audiences(self, key: str, now: float) -> tuple[Audience, ...] | None:
-        """The audiences of ``key`` if fresh at ``now``, counted as a hit; a fresh entry
-        (a cached 404 too) becomes the most recently used. The client's read path
-        inlines this."""
+        """The audiences of ``key`` if fresh at ``now``, counted as a hit and made the
+        most recently used (the client's read path inlines this)."""
         if not now < self.horizon:
             self._sweep(now)
         fresh = self.fresh
-        found = fresh.pop(key, None)
-        if found is None:
+        audiences = fresh.pop(key, None)
+        if audiences is None:
             return None
-        fresh[key] = found
-        if type(found) is not tuple:
-            return None  # a cached 404: the caller raises it (see record_hit)
+        fresh[key] = audiences
         self.hits += 1
-        return found
+        return audiences
 
     def record_hit(self, entry: Entry) -> None:
-        """Count a hit on a cached 404 (its place in the LRU order is kept by ``fresh``)."""
+        """Count a hit on a fresh cached 404 and make it the most recently used."""
+        fresh = self.fresh
+        key = _fresh_key(entry)
+        if fresh.pop(key, None) is not None:
+            fresh[key] = ()
         self.hits += 1
 
     def _stored(self, key: str) -> Entry | None:
         return self.entries.get(key) or self.not_found.get(key)
 
-    def _held(self, key: str) -> Entry:
-        """The entry of a key that ``fresh`` holds (every such key has one)."""
-        return self.entries.get(key) or self.not_found[key]
+    def _held(self, key: str | tuple[str]) -> Entry:
+        """The entry behind a key of ``fresh`` (every such key has one)."""
+        return self.entries[key] if type(key) is str else self.not_found[key[0]]
 
     def _sweep(self, now: float) -> None:
         """Take the entries gone stale out of ``fresh``; move the horizon on."""
@@ -179,7 +185,7 @@ class GroupCache:
             _, used, key = heapq.heappop(deadlines)
             entry = self._stored(key)
             if entry is not None and entry.used == used:
-                self.fresh.pop(key, None)
+                self.fresh.pop(_fresh_key(entry), None)
         self.horizon = deadlines[0][0] if deadlines else math.inf
 
     def _evict_least_recently_used(self, now: float) -> None:
@@ -190,7 +196,8 @@ class GroupCache:
         self._sweep(now)
         fresh = self.fresh
         outside = itertools.chain(self.entries.items(), self.not_found.items())
-        victims = heapq.nsmallest(batch, [e for k, e in outside if k not in fresh], key=_used)
+        expired = [entry for _, entry in outside if _fresh_key(entry) not in fresh]
+        victims = heapq.nsmallest(batch, expired, key=_used)
         if len(victims) < batch:
             held = self._held
             victims += [held(k) for k in itertools.islice(fresh, batch - len(victims))]
@@ -212,7 +219,7 @@ class GroupCache:
         if previous is not None:
             if previous.expires <= now:
                 self.expirations += 1  # replaced while inside its stale window
-            self.fresh.pop(key, None)
+            self.fresh.pop(_fresh_key(previous), None)
             self._lifetimes.pop(key, None)
         if not now < self.time_to_use(key, entry, now):
             return  # expired on arrival (a zero TTL): nothing to keep
@@ -229,7 +236,7 @@ class GroupCache:
             self._make_fresh(entry)
 
     def _make_fresh(self, entry: Entry) -> None:
-        self.fresh[entry.key] = entry.audiences if entry.not_found is None else entry
+        self.fresh[_fresh_key(entry)] = entry.audiences
         deadlines = self._deadlines
         heapq.heappush(deadlines, (entry.expires, entry.used, entry.key))
         if entry.expires < self.horizon:
@@ -250,6 +257,7 @@ class GroupCache:
         """Forget one group."""
         self.entries.pop(key, None)
         self.fresh.pop(key, None)
+        self.fresh.pop((key,), None)
         self.not_found.pop(key, None)
         self._lifetimes.pop(key, None)
 

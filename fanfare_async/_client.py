@@ -215,18 +215,17 @@ class FanfareClient:
         # The hit path: one clock read against the cache's horizon, one dict lookup
         # and a move of the key to the end of that dict (the LRU order). Only
         # canonical ids are keys, so a found key needs no validation; anything
-        # else (another spelling, a UUID object, a bad id, a cached 404, which is
-        # not a tuple) takes _lookup.
+        # else (another spelling, a UUID object, a bad id, a cached 404) takes
+        # _lookup.
         if use_cache and type(group_id) is str:
             cache = self._cache
             if self._clock() < cache.horizon:
                 fresh = self._fresh
-                found = fresh.pop(group_id, None)
-                if found is not None:
-                    fresh[group_id] = found
-                    if type(found) is tuple:
-                        cache.hits += 1
-                        return list(found)
+                audiences = fresh.pop(group_id, None)
+                if audiences is not None:
+                    fresh[group_id] = audiences
+                    cache.hits += 1
+                    return list(audiences)
         return await self._lookup(canonical_group_id(group_id), use_cache)
 
     async def _lookup(
