@@ -274,12 +274,9 @@ def _read_through(cls: type[_Model], name: str) -> Any:
     return slot
 
 
-_issues_slot = _read_through(ImportRowError, "issues")
-_stored_issues = _issues_slot.__get__
-_source_data_slot = _read_through(SyncSource, "source_data")
-_stored_source_data = _source_data_slot.__get__
-_metadata_slot = _read_through(Audience, "metadata")
-_stored_metadata = _metadata_slot.__get__
+_ISSUES = _read_through(ImportRowError, "issues")
+_SOURCE_DATA = _read_through(SyncSource, "source_data")
+_METADATA = _read_through(Audience, "metadata")
 
 
 def detach_free_form(audiences: tuple[Audience, ...]) -> None:
@@ -292,24 +289,20 @@ def detach_free_form(audiences: tuple[Audience, ...]) -> None:
     the stored values in place.
     """
     for audience in audiences:
-        metadata = _stored_metadata(audience)
-        if metadata:
-            _metadata_slot.__set__(audience, _own_raw(metadata))
-        source = audience.primary_sync_source
-        if source is not None:
-            data = _stored_source_data(source)
-            if data:
-                _source_data_slot.__set__(source, _own_raw(data))
+        _detach(_METADATA, audience)
+        if audience.primary_sync_source is not None:
+            _detach(_SOURCE_DATA, audience.primary_sync_source)
         for item in audience.imports:
             for error in item.errors:
-                issues = _stored_issues(error)
-                if issues:
-                    _issues_slot.__set__(error, _own_raw(issues))
+                _detach(_ISSUES, error)
 
 
-def _own_raw(value: Any) -> msgspec.Raw:
-    """``value`` (raw JSON text, or containers of it) as raw JSON text with its own bytes."""
-    return msgspec.Raw(_ENCODER.encode(value))
+def _detach(slot: Any, owner: _Model) -> None:
+    """Replace a non-empty stored value (raw JSON text, or containers of it) with raw
+    JSON text that owns its bytes."""
+    value = slot.__get__(owner)
+    if value:
+        slot.__set__(owner, msgspec.Raw(_ENCODER.encode(value)))
 
 
 # The page's required/optional split plus the constraints: `name` non-empty and
@@ -317,7 +310,6 @@ def _own_raw(value: Any) -> msgspec.Raw:
 _DECODER = msgspec.json.Decoder(list[Audience])
 _TUPLE_DECODER = msgspec.json.Decoder(tuple[Audience, ...])
 _UNTYPED_DECODER = msgspec.json.Decoder()
-_UNTYPED_ENCODER = msgspec.json.Encoder()
 
 _NAIVE_DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\Z")
 _AUDIENCE_DATETIMES = ("createdAt", "updatedAt", "lastRefreshedAt", "primaryLastSyncedAt")
@@ -336,7 +328,7 @@ _ENCODER = msgspec.json.Encoder(enc_hook=_enc_hook)
 
 def encode_audiences(audiences: list[Audience] | tuple[Audience, ...]) -> bytes:
     """Audiences back to the API's JSON (camelCase names), e.g. for NDJSON output."""
-    return _ENCODER.encode(list(audiences))
+    return _ENCODER.encode(audiences)
 
 
 def decode_group_audiences(data: bytes | bytearray | memoryview | str) -> list[Audience]:
@@ -384,7 +376,7 @@ def _decode_with_naive_datetimes(
     if not (isinstance(raw, list) and _mark_naive_as_utc(raw)):
         raise _decode_error(original)
     try:
-        return decoder.decode(_UNTYPED_ENCODER.encode(raw))
+        return decoder.decode(_ENCODER.encode(raw))
     except msgspec.ValidationError as exc:
         raise _decode_error(exc) from exc
 
