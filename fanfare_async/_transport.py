@@ -157,12 +157,11 @@ class Transport:
                     headers = response.headers
                     if 200 <= status < 300:
                         limiter.observe(status, headers, None)
-                        length = response.content_length
                         limit = config.max_response_bytes
-                        if length is None or length > limit or "Content-Encoding" in headers:
-                            body = await self._read_body(response, url, limit)
-                        else:
+                        if _readable_whole(response, limit):  # no second coroutine to read
                             body = await response.read()
+                        else:
+                            body = await self._read_body(response, url, limit)
                         if logger.isEnabledFor(logging.DEBUG):
                             logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
                         return Fetched(body, headers.get("Date"))
@@ -231,7 +230,7 @@ class Transport:
         length = response.content_length
         if length is not None and length > limit and not truncate:
             raise _too_large(url, limit, length)
-        if length is not None and length <= limit and "Content-Encoding" not in response.headers:
+        if _readable_whole(response, limit):
             return await response.read()
         chunks: list[bytes] = []
         size = 0
@@ -244,6 +243,13 @@ class Transport:
                 raise _too_large(url, limit, None)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def _readable_whole(response: aiohttp.ClientResponse, limit: int) -> bool:
+    """The body has a declared length within ``limit`` and arrives as declared (not
+    compressed): one ``read()`` is safe."""
+    length = response.content_length
+    return length is not None and length <= limit and "Content-Encoding" not in response.headers
 
 
 def _too_large(url: str, limit: int, length: int | None) -> FanfareDecodeError:
