@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import msgspec
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._exceptions import APIError, error_class_for_status
 
@@ -80,8 +79,6 @@ def build_api_error(
         message = _text_snippet(parsed) or None
     if not message:
         message = f"HTTP {status}" + (f" {reason}" if reason else "")
-    if not isinstance(headers, CIMultiDictProxy):
-        headers = CIMultiDictProxy(CIMultiDict(headers))
     return error_class_for_status(status)(
         message,
         status_code=status,
@@ -90,7 +87,6 @@ def build_api_error(
         details=details,
         body=parsed,
         headers=headers,
-        request_id=headers.get("x-request-id"),
         method=method,
         url=url,
         retry_after=retry_after,

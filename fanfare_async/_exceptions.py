@@ -95,7 +95,7 @@ class APIError(FanfareError):
 
     Attributes mirror the response: ``status_code``, ``error``, ``message``,
     ``code``, ``details``, ``body`` (parsed JSON, or the raw text),
-    ``headers``, ``request_id`` (from ``x-request-id``), ``method``, ``url``,
+    ``headers``, ``request_id`` (the ``x-request-id`` header unless given), ``method``, ``url``,
     and ``retry_after`` (seconds from ``Retry-After``, None when absent).
     """
 
@@ -126,7 +126,7 @@ class APIError(FanfareError):
             if isinstance(headers, CIMultiDictProxy)
             else CIMultiDictProxy(CIMultiDict(headers or {}))
         )
-        self.request_id = request_id
+        self.request_id = request_id if request_id is not None else self.headers.get("x-request-id")
         self.method = method
         self.url = url
         self.retry_after = retry_after
