@@ -236,16 +236,17 @@ class FanfareClient:
         awaited on this caller's own future: cancelling one caller never cancels it for
         the others, and when the last one goes it is cancelled too. Two kinds of fetch
         run in the caller's task instead, saving the hand-off: ``use_cache=False``
-        (nobody can join it) and a bulk worker's miss (``in_worker``; see
-        :meth:`_fetch_in_worker` for callers that join it).
+        (nobody can join it) and a bulk worker's miss (``in_worker``: the worker has
+        just found no fresh group; see :meth:`_fetch_in_worker` for callers that join it).
         """
         self._check_open()
         cache = self._cache
         if use_cache:
             now = self._clock()
-            audiences = cache.fresh_audiences(key, now)
-            if audiences is not None:
-                return list(audiences)
+            if not in_worker:
+                audiences = cache.fresh_audiences(key, now)
+                if audiences is not None:
+                    return list(audiences)
             negative = cache.not_found.get(key)
             if negative is not None and negative.not_found and now < negative.expires:
                 cache.record_hit(negative)
