@@ -185,7 +185,7 @@ class _Results:
 
     async def put(self, item: Any) -> None:
         """Queue ``item``, waiting for room."""
-        while len(self.items) >= self.capacity:
+        while not self.offer(item):
             room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._writers.append(room)
             try:
@@ -197,8 +197,6 @@ class _Results:
             finally:
                 if room in self._writers:
                     self._writers.remove(room)
-        self.items.append(item)
-        self._wake_reader()
 
     def finish(self) -> None:
         """No more results will come (the runner is over)."""
