@@ -118,10 +118,10 @@ class GroupCache:
         self.evictions = 0
         self.expirations = 0
         # Freshness deadlines of the entries put in `fresh`, soonest first, as
-        # (deadline, the entry's `used` stamp, key): an item whose group was
-        # replaced or removed since is skipped when its time comes. It holds the
-        # key, not the entry, so an evicted group is freed at once.
-        self._deadlines: list[tuple[float, int, str]] = []
+        # (deadline, the entry's `used` stamp, its key in `fresh`): an item whose
+        # entry was replaced or removed since is skipped when its time comes. It
+        # holds the key, not the entry, so an evicted group is freed at once.
+        self._deadlines: list[tuple[float, int, str | tuple[str]]] = []
         self._lifetimes = _Lifetimes(self, max(config.maxsize, 1), clock)
 
     def time_to_use(self, key: str, entry: Entry, now: float) -> float:
@@ -171,11 +171,8 @@ class GroupCache:
             fresh[key] = ()
         self.hits += 1
 
-    def _stored(self, key: str) -> Entry | None:
-        return self.entries.get(key) or self.not_found.get(key)
-
     def _held(self, key: str | tuple[str]) -> Entry:
-        """The entry behind a key of ``fresh`` (every such key has one)."""
+        """The entry behind a key of ``fresh`` (see :func:`_fresh_key`)."""
         return self.entries[key] if type(key) is str else self.not_found[key[0]]
 
     def _sweep(self, now: float) -> None:
@@ -183,9 +180,8 @@ class GroupCache:
         deadlines = self._deadlines
         while deadlines and deadlines[0][0] <= now:
             _, used, key = heapq.heappop(deadlines)
-            entry = self._stored(key)
-            if entry is not None and entry.used == used:
-                self.fresh.pop(_fresh_key(entry), None)
+            if key in self.fresh and self._held(key).used == used:
+                del self.fresh[key]
         self.horizon = deadlines[0][0] if deadlines else math.inf
 
     def _evict_least_recently_used(self, now: float) -> None:
@@ -236,13 +232,14 @@ class GroupCache:
             self._make_fresh(entry)
 
     def _make_fresh(self, entry: Entry) -> None:
-        self.fresh[_fresh_key(entry)] = entry.audiences
         deadlines = self._deadlines
-        heapq.heappush(deadlines, (entry.expires, entry.used, entry.key))
+        key = _fresh_key(entry)
+        self.fresh[key] = entry.audiences
+        heapq.heappush(deadlines, (entry.expires, entry.used, key))
         if entry.expires < self.horizon:
             self.horizon = entry.expires
         if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced entries: rebuild
-            deadlines[:] = [(e.expires, e.used, e.key) for e in map(self._held, self.fresh)]
+            deadlines[:] = [(e.expires, e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
             heapq.heapify(deadlines)
 
     def stale(self, key: str, now: float) -> Entry | None:
