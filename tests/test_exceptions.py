@@ -137,33 +137,25 @@ def test_empty_body_uses_status_line() -> None:
     assert err.body is None
 
 
-def test_rate_limit_error_carries_retry_after() -> None:
-    """429 bodies give a RateLimitError with retry_after as passed."""
+@pytest.mark.parametrize(
+    ("status", "cls", "body"),
+    [
+        (429, RateLimitError, b'{"error": "Rate limit exceeded", "retryAfter": 30}'),
+        (503, ServerError, b""),
+    ],
+)
+def test_retry_after_is_kept_on_every_status(status: int, cls: type, body: bytes) -> None:
+    """The parsed Retry-After wait is on the error for any status, a 429 or a 503."""
     err = build_api_error(
-        status=429,
+        status=status,
         reason=None,
-        headers={"Retry-After": "30"},
-        body=b'{"error": "Rate limit exceeded", "retryAfter": 30}',
+        headers={"Retry-After": "30", "X-Request-Id": "req_7"},
+        body=body,
         method="GET",
         url="u",
         retry_after=30.0,
     )
-    assert isinstance(err, RateLimitError)
+    assert isinstance(err, cls)
     assert err.retry_after == 30.0
     assert err.headers["retry-after"] == "30"
-
-
-def test_retry_after_is_kept_on_every_status() -> None:
-    """A 503 with Retry-After carries the parsed wait, like a 429."""
-    err = build_api_error(
-        status=503,
-        reason="Service Unavailable",
-        headers={"Retry-After": "5", "X-Request-Id": "req_7"},
-        body=b"",
-        method="GET",
-        url="u",
-        retry_after=5.0,
-    )
-    assert isinstance(err, ServerError)
-    assert err.retry_after == 5.0
     assert err.request_id == "req_7"
