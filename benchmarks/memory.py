@@ -2,9 +2,10 @@
 
 Each variant fills a fresh process (``python -m benchmarks.memory VARIANT N``) with
 ``N`` groups of 8 audiences decoded from a pool of distinct bodies, keyed by group id:
-``structs`` holds tuples of decoded ``Audience`` structs (what the client's cache
-keeps), ``dicts`` the ``json.loads`` results. It reports the RSS growth per group,
-the gc-tracked objects per group and the time of a full ``gc.collect()``.
+``structs`` stores them in the client's own cache (``GroupCache.store``, bookkeeping
+included), ``dicts`` holds the ``json.loads`` results in a dict. It reports the RSS
+growth per group, the gc-tracked objects per group and the time of a full
+``gc.collect()``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 from ._common import Section, Sizes, rotated, run_json
 
-STRUCTS = "fanfare_async Structs (tuple per group)"
+STRUCTS = "fanfare_async cache (GroupCache.store)"
 DICTS = "json.loads dicts"
 VARIANTS = {STRUCTS: "structs", DICTS: "dicts"}
 RSS = "KB RSS/group"
@@ -30,30 +31,32 @@ GC_EMPTY = "ms per gc.collect() before filling"
 def _worker(variant: str, count: int) -> dict[str, Any]:
     import psutil
 
+    from fanfare_async._cache import Entry, GroupCache
+    from fanfare_async._config import CacheConfig
     from fanfare_async._fake_data import group_ids
-    from fanfare_async._models import decode_audience_tuple, detach_free_form
+    from fanfare_async._models import decode_audience_tuple
 
     from ._payloads import body_pool, pick
 
     pool = body_pool(64)
     ids = group_ids(1, count)
 
-    def cached(body: bytes) -> Any:  # what the client's cache keeps of a response
-        audiences = decode_audience_tuple(body)
-        detach_free_form(audiences)
-        return audiences
-
-    decode = cached if variant == "structs" else json.loads
+    cache = GroupCache(CacheConfig(maxsize=count))
+    held: dict[str, Any] = {}
     process = psutil.Process()
     gc.collect()
     rss0, objs0 = process.memory_info().rss, len(gc.get_objects())
     empty = _gc_seconds()
-    # A fresh bytes object per group, as each response body is.
-    held = {gid: decode(bytes(bytearray(pick(pool, gid)))) for gid in ids}
+    for gid in ids:
+        body = bytes(bytearray(pick(pool, gid)))  # a fresh bytes object, as each response is
+        if variant == "structs":
+            cache.store(gid, Entry(decode_audience_tuple(body), time.monotonic() + 86_400))
+        else:
+            held[gid] = json.loads(body)
     gc.collect()
     rss1, objs1 = process.memory_info().rss, len(gc.get_objects())
     full = _gc_seconds()
-    assert len(held) == count
+    assert max(cache.stats().size, len(held)) == count
     return {
         "rss_per_group": (rss1 - rss0) / count,
         "tracked_per_group": (objs1 - objs0) / count,
@@ -89,9 +92,9 @@ def run(sizes: Sizes) -> Section:
     section.pair_ratios()
     section.notes.append(
         "memory: each variant in a fresh process; bodies copied from a pool of 64 distinct "
-        "typical groups into a fresh bytes object per group (as responses arrive) and decoded "
-        "as the cache keeps them (free-form JSON copied out of the body); RSS from psutil "
-        "after gc.collect()."
+        "typical groups into a fresh bytes object per group (as responses arrive), decoded and "
+        "stored through the client's GroupCache (its dicts, deadline heap and cachetools "
+        "bookkeeping counted); RSS from psutil after gc.collect()."
     )
     return section
 
