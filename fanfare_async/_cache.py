@@ -57,9 +57,10 @@ class CacheStats:
 class Entry(msgspec.Struct, gc=False):
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
 
-    Untracked by the garbage collector (like the audiences it holds), so a full
-    cache adds nothing to a collection's work. Nothing it holds may refer back to
-    it: :meth:`GroupCache.store` keeps a 404 as a copy without its traceback.
+    Untracked by the garbage collector (like the audiences it holds): what a full
+    cache adds to a collection's work is cachetools' own per-entry item. Nothing it
+    holds may refer back to it: :meth:`GroupCache.store` keeps a 404 as a copy
+    without its traceback.
     """
 
     audiences: tuple[Audience, ...]
