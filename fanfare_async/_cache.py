@@ -1,9 +1,13 @@
-"""The in-process group cache: cachetools TLRU bookkeeping plus a flat read path.
+"""The in-process group cache: a bounded cachetools store plus a flat read path.
 
-``cachetools.TLRUCache`` owns the entries' lifetime: the ``cache_maxsize``
-bound and removal once an entry is past any use (its freshness deadline plus
-the ``stale_if_error`` window). Reads on the request path do not go through
-it. They read ``fresh``, a plain dict from group id to audiences holding only
+The entries (groups and cached 404s, by id) live in a ``cachetools.Cache``
+bounded by ``cache_maxsize``; when it is full, cachetools asks its
+``popitem`` for room and the eviction policy below answers. An entry leaves
+once it is past any use (its freshness deadline plus the ``stale_if_error``
+window), tracked by a heap of those ends that each store checks first: no
+per-entry object, so a cached group adds nothing the garbage collector
+tracks. Reads on the request path do not go through the store. They read
+``fresh``, a plain dict from group id to audiences holding only
 entries that stay fresh until a common horizon (the soonest freshness deadline
 among them, kept with a heap), in least-recently-used order. A cached 404 sits
 in the same order under the key ``(id,)``, which no lookup by id reaches, so
@@ -12,7 +16,7 @@ one horizon, a move to the end of the dict and the list copy: no per-entry
 expiry, no per-entry stamp. When the clock passes the horizon, the entries
 gone stale leave ``fresh`` and the horizon moves on.
 
-When the cache is full, a small batch is evicted (1/16 of ``cache_maxsize``,
+When the store is full, a small batch is evicted (1/16 of ``cache_maxsize``,
 at least one): first expired groups kept only for ``stale_if_error`` (the
 oldest stored first), then fresh entries, least recently used first.
 """
@@ -29,7 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import msgspec
-from cachetools import TLRUCache
+from cachetools import Cache
 
 from ._config import CacheConfig
 from ._exceptions import NotFoundError
@@ -57,10 +61,10 @@ class CacheStats:
 class Entry(msgspec.Struct, gc=False):
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
 
-    Untracked by the garbage collector (like the audiences it holds): what a full
-    cache adds to a collection's work is cachetools' own per-entry item. Nothing it
-    holds may refer back to it: :meth:`GroupCache.store` keeps a 404 as a copy
-    without its traceback.
+    Untracked by the garbage collector, like the audiences it holds, and the
+    cache keeps no other object per entry: a full cache adds nothing to a
+    collection's work. Nothing it holds may refer back to it:
+    :meth:`GroupCache.store` keeps a 404 as a copy without its traceback.
     """
 
     audiences: tuple[Audience, ...]
@@ -75,23 +79,21 @@ def _fresh_key(entry: Entry) -> str | tuple[str]:
     return entry.key if entry.not_found is None else (entry.key,)
 
 
-class _Lifetimes(TLRUCache[str, Entry]):
-    """TLRUCache that reports expirations and evictions to its owner."""
+class _Entries(Cache[str, Entry]):
+    """The entries by id, bounded by ``cache_maxsize``; its owner picks what to evict."""
 
-    def __init__(self, owner: GroupCache, maxsize: int, timer: Clock) -> None:
-        super().__init__(maxsize, owner.time_to_use, timer=timer)
+    def __init__(self, owner: GroupCache, maxsize: int) -> None:
+        super().__init__(maxsize)
         self._owner = owner
 
-    def expire(self, time: float | None = None) -> list[tuple[str, Entry]]:
-        expired: list[tuple[str, Entry]] = list(super().expire(time))
-        if expired:
-            self._owner.forget(expired, evicted=False)
-        return expired
-
     def popitem(self) -> tuple[str, Entry]:
-        item: tuple[str, Entry] = super().popitem()
-        self._owner.forget([item], evicted=True)
-        return item
+        """Called by cachetools when full: evict a batch by the owner's policy and
+        return the first entry evicted."""
+        owner = self._owner
+        victims = owner.evict(owner.clock())
+        if not victims:
+            raise KeyError("the cache is empty")
+        return victims[0].key, victims[0]
 
 
 class GroupCache:
@@ -107,10 +109,9 @@ class GroupCache:
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
-        self.entries: dict[str, Entry] = {}  # groups, fresh or kept for stale_if_error
+        self.entries = _Entries(self, max(config.maxsize, 1))  # fresh or kept for stale_if_error
         self.fresh: dict[str | tuple[str], tuple[Audience, ...]] = {}  # oldest use first
         self.horizon = math.inf  # no group of `fresh` goes stale before this
-        self.not_found: dict[str, Entry] = {}  # cached 404s (negative_ttl)
         self.uses = 0  # stores: orders expired groups for eviction, identifies deadlines
         self.hits = 0
         self.misses = 0
@@ -123,33 +124,34 @@ class GroupCache:
         # entry was replaced or removed since is skipped when its time comes. It
         # holds the key, not the entry, so an evicted group is freed at once.
         self._deadlines: list[tuple[float, int, str | tuple[str]]] = []
-        self._lifetimes = _Lifetimes(self, max(config.maxsize, 1), clock)
+        # When each entry is past any use (see _end_of_use), soonest first, as
+        # (end, `used` stamp, id): the same skipping of replaced entries.
+        self._ends: list[tuple[float, int, str]] = []
 
-    def time_to_use(self, key: str, entry: Entry, now: float) -> float:
-        """cachetools' time-to-use: keep an entry through its stale window."""
+    def _end_of_use(self, entry: Entry) -> float:
+        """When an entry leaves: a group keeps its stale window, a 404 has none."""
         if entry.not_found is not None:
             return entry.expires
         return entry.expires + self.config.stale_if_error
 
-    def _mirror(self, entry: Entry) -> dict[str, Entry]:
-        """The dict an entry lives in."""
-        return self.entries if entry.not_found is None else self.not_found
-
     def _drop(self, entry: Entry) -> None:
-        del self._mirror(entry)[entry.key]
+        del self.entries[entry.key]
         self.fresh.pop(_fresh_key(entry), None)
 
-    def forget(self, items: list[tuple[str, Entry]], *, evicted: bool) -> None:
-        """Drop entries that cachetools removed."""
-        dropped = 0
-        for key, entry in items:
-            if self._mirror(entry).get(key) is entry:  # not already replaced or counted
+    def _holds(self, key: str, used: int) -> Entry | None:
+        """The entry stored for ``key`` by the store stamped ``used``, if still there."""
+        entry = self.entries.get(key)
+        return entry if entry is not None and entry.used == used else None
+
+    def expire(self, now: float) -> None:
+        """Drop the entries past any use at ``now`` (counted as expirations)."""
+        ends = self._ends
+        while ends and ends[0][0] <= now:
+            _, used, key = heapq.heappop(ends)
+            entry = self._holds(key, used)
+            if entry is not None:
                 self._drop(entry)
-                dropped += 1
-        if evicted:
-            self.evictions += dropped
-        else:
-            self.expirations += dropped
+                self.expirations += 1
 
     def fresh_audiences(self, key: str, now: float) -> tuple[Audience, ...] | None:
         """The audiences of ``key`` if fresh at ``now``, counted as a hit and made the
@@ -164,17 +166,21 @@ class GroupCache:
         self.hits += 1
         return audiences
 
-    def record_hit(self, entry: Entry) -> None:
-        """Count a hit on a fresh cached 404 and make it the most recently used."""
+    def fresh_not_found(self, key: str, now: float) -> NotFoundError | None:
+        """A copy of the cached 404 of ``key`` if fresh at ``now``, counted as a hit and
+        made the most recently used."""
+        if not now < self.horizon:
+            self._sweep(now)
         fresh = self.fresh
-        key = _fresh_key(entry)
-        if fresh.pop(key, None) is not None:
-            fresh[key] = ()
+        if fresh.pop((key,), None) is None:
+            return None
+        fresh[(key,)] = ()
         self.hits += 1
+        return copy.copy(self.entries[key].not_found)
 
     def _held(self, key: str | tuple[str]) -> Entry:
         """The entry behind a key of ``fresh`` (see :func:`_fresh_key`)."""
-        return self.entries[key] if type(key) is str else self.not_found[key[0]]
+        return self.entries[key if type(key) is str else key[0]]
 
     def _sweep(self, now: float) -> None:
         """Take the entries gone stale out of ``fresh``; move the horizon on."""
@@ -185,50 +191,51 @@ class GroupCache:
                 del self.fresh[key]
         self.horizon = deadlines[0][0] if deadlines else math.inf
 
-    def _evict_least_recently_used(self, now: float) -> None:
-        """Make room: drop a batch of entries. Those outside ``fresh`` (expired groups
-        kept only for stale_if_error) go first, oldest stored first; then fresh entries,
-        least recently used first."""
+    def evict(self, now: float) -> list[Entry]:
+        """Make room: drop a batch of entries and return them. Those outside ``fresh``
+        (expired groups kept only for stale_if_error) go first, oldest stored first;
+        then fresh entries, least recently used first."""
         batch = max(1, self.config.maxsize // 16)
         self._sweep(now)
-        fresh = self.fresh
-        outside = itertools.chain(self.entries.items(), self.not_found.items())
-        expired = [entry for _, entry in outside if _fresh_key(entry) not in fresh]
-        victims = heapq.nsmallest(batch, expired, key=_used)
+        entries, fresh = self.entries, self.fresh
+        victims: list[Entry] = []
+        if len(entries) > len(fresh):  # some are outside: only stale_if_error keeps them
+            outside = [k for k in entries if k not in fresh and (k,) not in fresh]
+            victims = heapq.nsmallest(batch, map(entries.__getitem__, outside), key=_used)
         if len(victims) < batch:
             held = self._held
             victims += [held(k) for k in itertools.islice(fresh, batch - len(victims))]
         for entry in victims:
             self._drop(entry)
-            self._lifetimes.pop(entry.key, None)
         self.evictions += len(victims)
+        return victims
 
     def store(self, key: str, entry: Entry) -> None:
         """Insert or replace an entry (a no-op when ``cache_maxsize`` is 0)."""
-        maxsize = self.config.maxsize
-        if maxsize == 0:
+        if self.config.maxsize == 0:
             return
         now = self.clock()
         self.uses += 1
         entry.used = self.uses
         entry.key = key
-        previous = self.entries.pop(key, None) or self.not_found.pop(key, None)
+        previous = self.entries.pop(key, None)
         if previous is not None:
             if previous.expires <= now:
                 self.expirations += 1  # replaced while inside its stale window
             self.fresh.pop(_fresh_key(previous), None)
-            self._lifetimes.pop(key, None)
-        if not now < self.time_to_use(key, entry, now):
+        end = self._end_of_use(entry)
+        if not now < end:
             return  # expired on arrival (a zero TTL): nothing to keep
         if entry.not_found is not None:  # no traceback, cause or context: no cycles
             entry.not_found = copy.copy(entry.not_found)
         detach_free_form(entry.audiences)  # a cached group must not keep its whole body
-        if previous is None and len(self.entries) + len(self.not_found) >= maxsize:
-            self._lifetimes.expire(now)  # the expired go first; cachetools does it on insert
-            if len(self.entries) + len(self.not_found) >= maxsize:
-                self._evict_least_recently_used(now)
-        self._mirror(entry)[key] = entry
-        self._lifetimes[key] = entry
+        self.expire(now)  # the expired go before anything is evicted
+        self.entries[key] = entry  # when full, cachetools calls popitem: see evict()
+        ends = self._ends
+        heapq.heappush(ends, (end, entry.used, key))
+        if len(ends) > 2 * len(self.entries) + 64:  # mostly replaced entries: rebuild
+            ends[:] = [(self._end_of_use(e), e.used, e.key) for e in self.entries.values()]
+            heapq.heapify(ends)
         if now < entry.expires:
             self._make_fresh(entry)
 
@@ -244,29 +251,26 @@ class GroupCache:
             heapq.heapify(deadlines)
 
     def stale(self, key: str, now: float) -> Entry | None:
-        """The expired entry for ``key`` if it is still inside its stale window."""
+        """The expired group for ``key`` if it is still inside its stale window."""
         entry = self.entries.get(key)
         window = self.config.stale_if_error
-        if entry is None or window <= 0 or not entry.expires <= now < entry.expires + window:
+        if entry is None or entry.not_found is not None or window <= 0:
             return None
-        return entry
+        return entry if entry.expires <= now < entry.expires + window else None
 
     def invalidate(self, key: str) -> None:
         """Forget one group."""
-        self.entries.pop(key, None)
-        self.fresh.pop(key, None)
-        self.fresh.pop((key,), None)
-        self.not_found.pop(key, None)
-        self._lifetimes.pop(key, None)
+        entry = self.entries.pop(key, None)
+        if entry is not None:
+            self.fresh.pop(_fresh_key(entry), None)
 
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
-        self.entries.clear()
-        self.fresh.clear()
+        self.entries = _Entries(self, max(self.config.maxsize, 1))
+        self.fresh.clear()  # in place: the client reads it directly
         self.horizon = math.inf
         self._deadlines.clear()
-        self.not_found.clear()
-        self._lifetimes.clear()
+        self._ends.clear()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""
@@ -277,6 +281,6 @@ class GroupCache:
             stale_served=self.stale_served,
             evictions=self.evictions,
             expirations=self.expirations,
-            size=len(self.entries) + len(self.not_found),
+            size=len(self.entries),
             maxsize=self.config.maxsize,
         )

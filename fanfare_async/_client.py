@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import sys
 import time
@@ -247,10 +246,9 @@ class FanfareClient:
                 audiences = cache.fresh_audiences(key, now)
                 if audiences is not None:
                     return list(audiences)
-            negative = cache.not_found.get(key)
-            if negative is not None and negative.not_found and now < negative.expires:
-                cache.record_hit(negative)
-                raise copy.copy(negative.not_found)
+            not_found = cache.fresh_not_found(key, now)
+            if not_found is not None:
+                raise not_found
             flight = self._inflight.get(key)
             if flight is None:
                 cache.misses += 1

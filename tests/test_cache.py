@@ -537,6 +537,35 @@ def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again
     assert (cache.fresh, cache._deadlines, cache.horizon) == ({}, [], float("inf"))
 
 
+def test_ends_of_use_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
+    """Replacing one group many times does not pile up the heap of when entries leave."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=10, stale_if_error=5), clock=clock)
+    for _ in range(1000):
+        cache.store("g", Entry((), clock() + 60))
+    assert len(cache._ends) <= 2 * len(cache.entries) + 65
+    clock.advance(65)
+    cache.store("h", Entry((), clock() + 60))  # a store drops what is past any use
+    assert (list(cache.entries), cache.stats().expirations) == (["h"], 1)
+
+
+def test_a_growing_cache_adds_no_object_for_the_garbage_collector() -> None:
+    """The store keeps no per-entry object the GC tracks (cachetools' TLRUCache keeps one)."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=10_000, stale_if_error=5), clock=clock)
+    example = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
+    audiences = decode_audience_tuple(example)
+    for index in range(500):  # the heaps and dicts have grown once
+        cache.store(f"g{index}", Entry(audiences, clock() + 60 + index % 7))
+    gc.collect()
+    before = len(gc.get_objects())
+    for index in range(500, 3000):
+        cache.store(f"g{index}", Entry(audiences, clock() + 60 + index % 7))
+    gc.collect()
+    assert cache.stats().size == 3000
+    assert len(gc.get_objects()) - before < 100  # 2,500 more groups
+
+
 def test_evicted_and_replaced_groups_are_freed_at_once() -> None:
     """Nothing the cache keeps for its read path holds on to a group it let go."""
     clock = FakeClock()
@@ -655,10 +684,10 @@ async def test_cache_entries_are_not_tracked_by_gc(
         with pytest.raises(NotFoundError) as raised:
             await client.get_group_audiences("missing")
         cache = client._cache
-        entries = [*cache.entries.values(), *cache.not_found.values()]
+        entries = list(cache.entries.values())
         assert len(entries) == 2
         assert not any(gc.is_tracked(entry) for entry in entries)
-        kept = cache.not_found["missing"].not_found
+        kept = cache.entries["missing"].not_found
         assert kept is not None and kept.__traceback__ is None
         assert raised.value.__traceback__ is not None  # the caller's error keeps its own
         assert kept.status_code == raised.value.status_code == 404

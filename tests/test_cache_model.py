@@ -135,9 +135,7 @@ def test_cache_behaves_like_the_reference_model(
             model.store(key, NOT_FOUND, number)
         elif op == "get":  # as the client's lookup does it
             found: tuple[Audience, ...] | str | None = cache.fresh_audiences(name, clock())
-            negative = cache.not_found.get(name)
-            if found is None and negative is not None and clock() < negative.expires:
-                cache.record_hit(negative)
+            if found is None and cache.fresh_not_found(name, clock()) is not None:
                 found = NOT_FOUND
             assert found is model.get(key), (op, key)
         elif op == "advance":
