@@ -4,11 +4,11 @@ The entries (groups and cached 404s, by id) live in a ``cachetools.Cache``
 bounded by ``cache_maxsize``; when it is full, cachetools asks its
 ``popitem`` for room and the eviction policy below answers. An entry leaves
 once it is past any use (its freshness deadline plus the ``stale_if_error``
-window), tracked by a heap of those ends that each store checks first: no
-per-entry object, so a cached group adds nothing the garbage collector
-tracks. Reads on the request path do not go through the store. They read
-``fresh``, a plain dict from group id to audiences holding only
-entries that stay fresh until a common horizon (the soonest freshness deadline
+window), found with a heap of those ends that each store checks first.
+
+Reads on the request path do not go through the store. They read ``fresh``,
+a plain dict from group id to audiences holding only entries that stay
+fresh until a common horizon (the soonest freshness deadline
 among them, kept with a heap), in least-recently-used order. A cached 404 sits
 in the same order under the key ``(id,)``, which no lookup by id reaches, so
 the hit path serves groups only. A hit is one clock read compared with that
@@ -61,9 +61,10 @@ class CacheStats:
 class Entry(msgspec.Struct, gc=False):
     """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
 
-    Untracked by the garbage collector, like the audiences it holds, and the
-    cache keeps no other object per entry: a full cache adds nothing to a
-    collection's work. Nothing it holds may refer back to it:
+    Untracked by the garbage collector, like the audiences it holds; the cache's
+    own bookkeeping per entry is heap items of a float, an int and a key, which
+    the collector stops tracking after one pass. So a full cache adds almost
+    nothing to a collection's work. Nothing an entry holds may refer back to it:
     :meth:`GroupCache.store` keeps a 404 as a copy without its traceback.
     """
 
