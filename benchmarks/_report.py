@@ -22,6 +22,8 @@ def _num(value: float) -> str:
         return f"{value:.1f}"
     if magnitude >= 1:
         return f"{value:.2f}"
+    if magnitude < 0.005:  # a net count of a few objects over the whole run, say
+        return "0.00"
     return f"{value:.3g}"
 
 
@@ -31,7 +33,9 @@ def _ratio(row: Row) -> str:
     if row.contender == row.reference:
         return "1.00x (ref)"
     ratio = row.ratio
-    return "" if ratio is None else f"{ratio:.2f}x"
+    if ratio is None:
+        return ""
+    return f"{0.0 if abs(ratio) < 0.005 else ratio:.2f}x"  # no "-0.00x"
 
 
 def machine_line(info: dict[str, Any]) -> str:
