@@ -22,7 +22,7 @@ def _num(value: float) -> str:
         return f"{value:.1f}"
     if magnitude >= 1:
         return f"{value:.2f}"
-    if magnitude < 0.005:  # a net count of a few objects over the whole run, say
+    if 0 < magnitude < 0.005:  # a net count of a few objects over the whole run, say
         return "0.00"
     return f"{value:.3g}"
 
