@@ -256,13 +256,18 @@ class Audience(_Model, frozen=True, kw_only=True):
     updated_by: str | None = None
 
 
-def _read_through(cls: type[_Model], name: str) -> Any:
+#: Reads and writes the stored value of a free-form field, under its property.
+_SlotAccess = tuple[Callable[[Any], Any], Callable[[Any, Any], None]]
+
+
+def _read_through(cls: type[_Model], name: str) -> _SlotAccess:
     """Make ``cls.name`` a read-only property giving the stored value as a read-only
     view (:func:`frozen`: raw JSON decoded, objects and arrays wrapped, views and None
     as they are); the decoder still fills the field's slot, and encoding writes it out
     as it is.
-    Returns the slot's own descriptor, to read (and, right after decoding,
-    replace) the stored value."""
+    Returns the slot's own get and set, bound once (looking ``__get__`` up on the
+    slot makes a new method wrapper each time), to read and, right after decoding,
+    replace the stored value."""
     slot: Any = cls.__dict__[name]
     get: Callable[[Any], Any] = slot.__get__
 
@@ -271,7 +276,7 @@ def _read_through(cls: type[_Model], name: str) -> Any:
 
     read.__doc__ = f"``{name}``: free-form JSON, read-only, decoded when read."
     setattr(cls, name, property(read))
-    return slot
+    return get, slot.__set__
 
 
 _ISSUES = _read_through(ImportRowError, "issues")
@@ -297,12 +302,13 @@ def detach_free_form(audiences: tuple[Audience, ...]) -> None:
                 _detach(_ISSUES, error)
 
 
-def _detach(slot: Any, owner: _Model) -> None:
+def _detach(slot: _SlotAccess, owner: _Model) -> None:
     """Replace a non-empty stored value (raw JSON text, or containers of it) with raw
     JSON text that owns its bytes."""
-    value = slot.__get__(owner)
+    get, put = slot
+    value = get(owner)
     if value:
-        slot.__set__(owner, msgspec.Raw(_ENCODER.encode(value)))
+        put(owner, msgspec.Raw(_ENCODER.encode(value)))
 
 
 # The page's required/optional split plus the constraints: `name` non-empty and
