@@ -224,7 +224,7 @@ class FanfareClient:
                 if audiences is not None:
                     fresh[group_id] = audiences
                     cache.hits += 1
-                    return list(audiences)
+                    return [*audiences]  # a new list ([*t] skips the call that list(t) makes)
         return await self._lookup(canonical_group_id(group_id), use_cache)
 
     async def _lookup(
@@ -245,7 +245,7 @@ class FanfareClient:
             if not in_worker:
                 audiences = cache.fresh_audiences(key, now)
                 if audiences is not None:
-                    return list(audiences)
+                    return [*audiences]
             not_found = cache.fresh_not_found(key, now)
             if not_found is not None:
                 raise not_found
@@ -395,7 +395,7 @@ class FanfareClient:
             return exc, False
         audiences = self._cache.fresh_audiences(key, self._clock())
         if audiences is not None:
-            return list(audiences), True
+            return [*audiences], True
         try:
             return await self._lookup(key, True, in_worker=True), False
         except FanfareClientClosedError:
