@@ -268,7 +268,7 @@ class GroupCache:
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
         self.entries = _Entries(self, max(self.config.maxsize, 1))
-        self.fresh.clear()  # in place: the client reads it directly
+        self.fresh.clear()
         self.horizon = math.inf
         self._deadlines.clear()
         self._ends.clear()

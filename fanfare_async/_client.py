@@ -118,7 +118,6 @@ class FanfareClient:
         )
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
-        self._fresh = self._cache.fresh
         self._inflight: dict[str, _Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         # Callers running a use_cache=False fetch themselves -> cancelled by aclose().
@@ -219,7 +218,7 @@ class FanfareClient:
         if use_cache and type(group_id) is str:
             cache = self._cache
             if self._clock() < cache.horizon:
-                fresh = self._fresh
+                fresh = cache.fresh
                 audiences = fresh.pop(group_id, None)
                 if audiences is not None:
                     fresh[group_id] = audiences
