@@ -29,8 +29,9 @@ import itertools
 import math
 import operator
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import msgspec
 from cachetools import Cache
@@ -40,6 +41,7 @@ from ._exceptions import NotFoundError
 from ._models import Audience, detach_free_form
 
 Clock = Callable[[], float]
+K = TypeVar("K")
 
 _used = operator.attrgetter("used")
 
@@ -97,6 +99,36 @@ class _Entries(Cache[str, Entry]):
         return victims[0].key, victims[0]
 
 
+class _Timeline(Generic[K]):
+    """Times at which entries change state, soonest first, as (time, the entry's store
+    stamp, its key). An item whose entry was replaced or removed since stays until its
+    time comes, and its reader skips it by the stamp. It holds keys, not entries, so a
+    group let go is freed at once."""
+
+    def __init__(self, current: Callable[[], list[tuple[float, int, K]]]) -> None:
+        self.items: list[tuple[float, int, K]] = []
+        self._current = current  # the items of the entries held now
+
+    def add(self, when: float, used: int, key: K, held: int) -> None:
+        """Add an item; rebuild from the entries held (``held`` of them) when most items
+        are of entries replaced since."""
+        items = self.items
+        heapq.heappush(items, (when, used, key))
+        if len(items) > 2 * held + 64:
+            items[:] = self._current()
+            heapq.heapify(items)
+
+    def due(self, now: float) -> Iterator[tuple[int, K]]:
+        """Take out the items whose time is at or before ``now``: (stamp, key) each."""
+        items = self.items
+        while items and items[0][0] <= now:
+            _, used, key = heapq.heappop(items)
+            yield used, key
+
+    def soonest(self) -> float:
+        return self.items[0][0] if self.items else math.inf
+
+
 class GroupCache:
     """Entries by canonical group id, with the counters of :class:`CacheStats`.
 
@@ -120,14 +152,16 @@ class GroupCache:
         self.stale_served = 0
         self.evictions = 0
         self.expirations = 0
-        # Freshness deadlines of the entries put in `fresh`, soonest first, as
-        # (deadline, the entry's `used` stamp, its key in `fresh`): an item whose
-        # entry was replaced or removed since is skipped when its time comes. It
-        # holds the key, not the entry, so an evicted group is freed at once.
-        self._deadlines: list[tuple[float, int, str | tuple[str]]] = []
-        # When each entry is past any use (see _end_of_use), soonest first, as
-        # (end, `used` stamp, id): the same skipping of replaced entries.
-        self._ends: list[tuple[float, int, str]] = []
+        # When each entry put in `fresh` goes stale (keyed as in `fresh`), and when
+        # each entry is past any use (see _end_of_use).
+        self._deadlines: _Timeline[str | tuple[str]] = _Timeline(self._current_deadlines)
+        self._ends: _Timeline[str] = _Timeline(self._current_ends)
+
+    def _current_deadlines(self) -> list[tuple[float, int, str | tuple[str]]]:
+        return [(e.expires, e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
+
+    def _current_ends(self) -> list[tuple[float, int, str]]:
+        return [(self._end_of_use(e), e.used, e.key) for e in self.entries.values()]
 
     def _end_of_use(self, entry: Entry) -> float:
         """When an entry leaves: a group keeps its stale window, a 404 has none."""
@@ -146,9 +180,7 @@ class GroupCache:
 
     def expire(self, now: float) -> None:
         """Drop the entries past any use at ``now`` (counted as expirations)."""
-        ends = self._ends
-        while ends and ends[0][0] <= now:
-            _, used, key = heapq.heappop(ends)
+        for used, key in self._ends.due(now):
             entry = self._holds(key, used)
             if entry is not None:
                 self._drop(entry)
@@ -185,12 +217,10 @@ class GroupCache:
 
     def _sweep(self, now: float) -> None:
         """Take the entries gone stale out of ``fresh``; move the horizon on."""
-        deadlines = self._deadlines
-        while deadlines and deadlines[0][0] <= now:
-            _, used, key = heapq.heappop(deadlines)
+        for used, key in self._deadlines.due(now):
             if key in self.fresh and self._held(key).used == used:
                 del self.fresh[key]
-        self.horizon = deadlines[0][0] if deadlines else math.inf
+        self.horizon = self._deadlines.soonest()
 
     def evict(self, now: float) -> list[Entry]:
         """Make room: drop a batch of entries and return them. Those outside ``fresh``
@@ -232,24 +262,13 @@ class GroupCache:
         detach_free_form(entry.audiences)  # a cached group must not keep its whole body
         self.expire(now)  # the expired go before anything is evicted
         self.entries[key] = entry  # when full, cachetools calls popitem: see evict()
-        ends = self._ends
-        heapq.heappush(ends, (end, entry.used, key))
-        if len(ends) > 2 * len(self.entries) + 64:  # mostly replaced entries: rebuild
-            ends[:] = [(self._end_of_use(e), e.used, e.key) for e in self.entries.values()]
-            heapq.heapify(ends)
+        self._ends.add(end, entry.used, key, len(self.entries))
         if now < entry.expires:
-            self._make_fresh(entry)
-
-    def _make_fresh(self, entry: Entry) -> None:
-        deadlines = self._deadlines
-        key = _fresh_key(entry)
-        self.fresh[key] = entry.audiences
-        heapq.heappush(deadlines, (entry.expires, entry.used, key))
-        if entry.expires < self.horizon:
-            self.horizon = entry.expires
-        if len(deadlines) > 2 * len(self.fresh) + 64:  # mostly replaced entries: rebuild
-            deadlines[:] = [(e.expires, e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
-            heapq.heapify(deadlines)
+            fresh_key = _fresh_key(entry)
+            self.fresh[fresh_key] = entry.audiences
+            self._deadlines.add(entry.expires, entry.used, fresh_key, len(self.fresh))
+            if entry.expires < self.horizon:
+                self.horizon = entry.expires
 
     def stale(self, key: str, now: float) -> Entry | None:
         """The expired group for ``key`` if it is still inside its stale window."""
@@ -270,8 +289,8 @@ class GroupCache:
         self.entries = _Entries(self, max(self.config.maxsize, 1))
         self.fresh.clear()
         self.horizon = math.inf
-        self._deadlines.clear()
-        self._ends.clear()
+        self._deadlines.items.clear()
+        self._ends.items.clear()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""

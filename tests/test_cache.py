@@ -530,11 +530,11 @@ def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again
     cache = GroupCache(CacheConfig(maxsize=10), clock=clock)
     for _ in range(1000):
         cache.store("g", Entry((), clock() + 60))
-    assert len(cache._deadlines) <= 2 * len(cache.fresh) + 65
+    assert len(cache._deadlines.items) <= 2 * len(cache.fresh) + 65
     assert cache.fresh_audiences("g", clock()) == ()
     clock.advance(60)
     assert cache.fresh_audiences("g", clock()) is None
-    assert (cache.fresh, cache._deadlines, cache.horizon) == ({}, [], float("inf"))
+    assert (cache.fresh, cache._deadlines.items, cache.horizon) == ({}, [], float("inf"))
 
 
 def test_ends_of_use_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
@@ -543,7 +543,7 @@ def test_ends_of_use_stay_bounded_when_a_group_is_stored_again_and_again() -> No
     cache = GroupCache(CacheConfig(maxsize=10, stale_if_error=5), clock=clock)
     for _ in range(1000):
         cache.store("g", Entry((), clock() + 60))
-    assert len(cache._ends) <= 2 * len(cache.entries) + 65
+    assert len(cache._ends.items) <= 2 * len(cache.entries) + 65
     clock.advance(65)
     cache.store("h", Entry((), clock() + 60))  # a store drops what is past any use
     assert (list(cache.entries), cache.stats().expirations) == (["h"], 1)
