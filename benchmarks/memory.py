@@ -93,8 +93,8 @@ def run(sizes: Sizes) -> Section:
     section.notes.append(
         "memory: each variant in a fresh process; bodies copied from a pool of 64 distinct "
         "typical groups into a fresh bytes object per group (as responses arrive), decoded and "
-        "stored through the client's GroupCache (its dicts, deadline heap and cachetools "
-        "bookkeeping counted); RSS from psutil after gc.collect()."
+        "stored through the client's GroupCache (its cachetools store, dict and heaps "
+        "counted); RSS from psutil after gc.collect()."
     )
     return section
 
