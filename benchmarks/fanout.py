@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fanfare_async._config import DEFAULT_CACHE_MAXSIZE
+
 from ._clients import loadgen_argv
 from ._common import SEED, Section, Sizes, Target, rotated, run_json, split_cores
 from ._procs import ServerProcess
@@ -10,7 +12,11 @@ FANFARE = "fanfare_async iter_group_audiences"
 FANFARE_NO_CACHE = "fanfare_async iter_group_audiences, cache_maxsize=0"
 FLOOR = "aiohttp + msgspec loop (floor)"
 #: contender -> (load generator, cache size): the default cache, then none, to show its cost.
-CONTENDERS = {FANFARE: ("fanfare", 10_000), FANFARE_NO_CACHE: ("fanfare", 0), FLOOR: ("floor", 0)}
+CONTENDERS = {
+    FANFARE: ("fanfare", DEFAULT_CACHE_MAXSIZE),
+    FANFARE_NO_CACHE: ("fanfare", 0),
+    FLOOR: ("floor", 0),
+}
 LATENCY = 0.020
 CONCURRENCY = 64
 WALL = "wall s"
@@ -55,8 +61,8 @@ def run(sizes: Sizes) -> Section:
         "generate bodies while timed), a fresh one per run; no warm-up (connections opened "
         "inside the timed part); fanfare_async with rate_limit=None, with its default cache "
         "(the target's row) and with none; GC = time in the client's cyclic collector "
-        "(gc.callbacks). A typical cached group keeps 43 tuples (its nested collections), "
-        "each one a tracked allocation until a young collection untracks it: that is what "
-        "makes the cached run collect so much more often."
+        "(gc.callbacks). Every cached group keeps its nested collections, tuples, each a "
+        "tracked allocation until a young collection untracks it: that is what makes the "
+        "cached run collect so much more often."
     )
     return section
