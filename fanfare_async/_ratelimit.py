@@ -1,10 +1,27 @@
-"""Client-wide rate limiting: a token bucket plus pauses learned from the server."""
+"""Client-wide rate limiting: a token bucket, holds the server asks for, and AIMD.
+
+Every rule here is client-wide, so tasks never back off one by one:
+
+- a token bucket paces requests at the rate in force: the configured
+  :class:`RateLimit`, or a lower rate learned from bare 429s (below);
+- the server's window: a response saying ``X-RateLimit-Remaining: r`` lets at
+  most ``r`` more requests go out before ``X-RateLimit-Reset``. The latest
+  response is the truth: only requests sent since it are counted against it,
+  so a server (or a gateway) that keeps answering ``Remaining: 999`` never holds
+  the client back, however many requests were sent;
+- a 429 holds every new request for its ``Retry-After`` (or until a usable
+  reset);
+- a 429 or 503 that names no wait (as proxies send them) holds the client for a
+  backoff that grows with consecutive such answers, and halves the sending
+  rate; successes then raise it again additively (AIMD, as TCP does).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -15,20 +32,50 @@ from ._exceptions import RateLimitError
 _ONE = 1.0 - 1e-9
 # A reset header below this is taken as seconds-from-now rather than a Unix time.
 _DELTA_RESET_BELOW = 1_000_000_000.0
+#: A reset further away than this is not a rate-limit window (Fanfare's is a
+#: minute): it holds nothing, whatever the other headers say.
+MAX_RESET_AHEAD = 3600.0
+
+#: The hold after the first bare 429/503; it doubles per consecutive one, up to the cap.
+BARE_HOLD_FIRST = 0.25
+BARE_HOLD_MAX = 8.0
+#: The sending rate is multiplied by this after a bare 429/503 ...
+DECREASE_FACTOR = 0.5
+#: ... and then climbs back by this fraction of the decreased rate per second of success.
+INCREASE_PER_SECOND = 0.25
+#: The adapted rate never drops below this (requests/second), nor above the configured one.
+MIN_ADAPTED_RATE = 1.0
+#: While adapted, the bucket holds this many seconds' worth of requests (at least one).
+ADAPTED_BURST_SECONDS = 0.1
+#: Without a configured rate, the first adapted rate is half the measured sending rate,
+#: taken as at least this (requests/second): a rejection after a few requests says
+#: little about a rate the client never reached.
+MIN_MEASURED_RATE = 10.0
+#: The climb back is at least this many requests/second per second.
+MIN_INCREASE_PER_SECOND = 2.0
+#: Without a configured rate, the adapted one is dropped once it exceeds this many times
+#: the sending rate measured when the limiter first pushed back.
+_UNLIMITED_AFTER = 2.0
+# How many recent sends the measured sending rate is taken over.
+_RECENT_SENDS = 64
 
 
 @dataclass(frozen=True)
 class RateLimitState:
-    """The server's rate-limit headers as last seen (None until a response carried them).
+    """The server's rate-limit headers as last seen, and what the client does about them.
 
-    ``reset`` is a Unix timestamp in seconds; ``paused_until`` is the Unix time
-    until which the client holds new requests (None when it is not holding).
+    ``limit``, ``remaining`` and ``reset`` (a Unix timestamp in seconds) are the
+    last values seen, each read on its own (None until a response carried a
+    parsable one). ``paused_until`` is the Unix time until which the client holds
+    new requests (None when it is not holding); ``rate`` is the sending rate in
+    force, in requests per second (None while nothing limits the client).
     """
 
     limit: int | None = None
     remaining: int | None = None
     reset: float | None = None
     paused_until: float | None = None
+    rate: float | None = None
 
 
 def _int_header(value: str | None) -> int | None:
@@ -57,15 +104,11 @@ def _reset_header(value: str | None, now: float) -> float | None:
 
 
 class RateLimiter:
-    """Decides when the next request of a client may go out.
+    """Decides when the next request of a client may go out (see the module docstring).
 
-    Three rules, all client-wide so that tasks never back off one by one:
-
-    - a token bucket (when a :class:`RateLimit` is set) paces requests;
-    - the server's window: after a response says ``X-RateLimit-Remaining: r``
-      until ``X-RateLimit-Reset``, at most ``r`` minus the requests still in
-      flight go out before that reset (``r = 0`` holds everything until it);
-    - a 429 holds every new request for its ``Retry-After`` (or until the reset).
+    A request is counted by :meth:`try_acquire` or :meth:`acquire`, which return
+    its send number; :meth:`observe` learns from its response, and
+    :meth:`release` marks it answered.
     """
 
     def __init__(
@@ -78,34 +121,55 @@ class RateLimiter:
         self._limit = limit
         self._monotonic = monotonic
         self._wall = wall
-        self._tokens = float(limit.capacity) if limit else 0.0
-        self._updated = monotonic()
+        now = monotonic()
+        # The bucket: rate and size in force (None: no bucket), tokens at _updated.
+        self._rate: float | None = limit.rate if limit else None
+        self._capacity = float(limit.capacity) if limit else 0.0
+        self._tokens = self._capacity
+        self._updated = now
         self._paused_until = 0.0  # monotonic; a 429's hold
-        self._budget: int | None = None  # requests the server's window still allows
-        self._budget_until = 0.0  # monotonic time the server's window resets
+        # The server's latest window: `remaining` as of send number `_window_seq`.
+        self._window_remaining: int | None = None
+        self._window_seq = 0
+        self._window_until = 0.0  # monotonic time the server's window resets
+        # AIMD after bare 429/503s.
+        self._bare_streak = 0  # consecutive bare rejections (one per decrease)
+        self._decreased_seq = -1  # sends numbered below this predate the last decrease
+        self._ceiling = limit.rate if limit else math.inf
+        self._increase = 0.0  # requests/second gained per second of success
+        self._increased = now
+        self._recent: deque[float] = deque(maxlen=_RECENT_SENDS)
+        self._sent = 0
         self._in_flight = 0
         self._turn = asyncio.Lock()  # waiters queue up in FIFO order
-        self._state = RateLimitState()
+        self._state = RateLimitState(rate=self._rate)
         self.waited_seconds = 0.0
 
     @property
     def state(self) -> RateLimitState:
-        """What the server said last, and until when the client holds requests."""
+        """What the server said last, until when the client holds requests, and the rate."""
         now = self._monotonic()
         hold = self._hold(now)
         paused = self._wall() + (hold - now) if hold > now else None
-        if paused == self._state.paused_until:
-            return self._state
-        return RateLimitState(self._state.limit, self._state.remaining, self._state.reset, paused)
+        state = self._state
+        if paused == state.paused_until and self._rate == state.rate:
+            return state
+        return RateLimitState(state.limit, state.remaining, state.reset, paused, self._rate)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests counted and not yet released."""
+        return self._in_flight
 
     def _hold(self, now: float) -> float:
         """Monotonic time until which no request may go out (<= now: none)."""
         hold = self._paused_until
-        if self._budget is not None:
-            if now >= self._budget_until:
-                self._budget = None  # the server's window is over
-            elif self._budget <= 0 and self._budget_until > hold:
-                hold = self._budget_until
+        remaining = self._window_remaining
+        if remaining is not None:
+            if now >= self._window_until:
+                self._window_remaining = None  # the server's window is over
+            elif remaining - (self._sent - self._window_seq) <= 0 and self._window_until > hold:
+                hold = self._window_until
         return hold
 
     def _try_take(self, now: float) -> float:
@@ -113,31 +177,35 @@ class RateLimiter:
         hold = self._hold(now)
         if now < hold:
             return hold - now
-        limit = self._limit
-        if limit is not None:
-            tokens = min(float(limit.capacity), self._tokens + (now - self._updated) * limit.rate)
+        rate = self._rate
+        if rate is not None:
+            tokens = min(self._capacity, self._tokens + (now - self._updated) * rate)
             self._updated = now
             if tokens < _ONE:
                 self._tokens = tokens
-                return (1.0 - tokens) / limit.rate
+                return (1.0 - tokens) / rate
             self._tokens = tokens - 1.0
-        if self._budget is not None:
-            self._budget -= 1
+        self._sent += 1
         self._in_flight += 1
+        self._recent.append(now)
         return 0.0
 
-    def try_acquire(self) -> bool:
-        """Count a request that may go out now, without waiting; False: call :meth:`acquire`."""
-        return not self._turn.locked() and self._try_take(self._monotonic()) == 0.0
+    def try_acquire(self) -> int | None:
+        """Count a request that may go out now and return its send number; None: it
+        may not, call :meth:`acquire`."""
+        if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
+            return self._sent
+        return None
 
-    async def acquire(self, max_pause: float = math.inf) -> None:
-        """Wait until a request may be sent, and count it; pair with :meth:`release`.
+    async def acquire(self, max_pause: float = math.inf) -> int:
+        """Wait until a request may be sent, count it and return its send number; pair
+        with :meth:`release`.
 
-        Raises RateLimitError at once when the server holds the client for
-        longer than ``max_pause`` seconds.
+        Raises RateLimitError at once when the client is held for longer than
+        ``max_pause`` seconds.
         """
         if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
-            return
+            return self._sent
         async with self._turn:
             while True:
                 now = self._monotonic()
@@ -151,7 +219,7 @@ class RateLimiter:
                     )
                 wait = self._try_take(now)
                 if wait <= 0.0:
-                    return
+                    return self._sent
                 self.waited_seconds += wait
                 await asyncio.sleep(wait)
 
@@ -159,35 +227,123 @@ class RateLimiter:
         """A request sent after :meth:`acquire` has its answer (or failed)."""
         self._in_flight -= 1
 
-    def observe(self, status: int, headers: Mapping[str, str], retry_after: float | None) -> None:
-        """Learn from a response's headers (call before :meth:`release`)."""
+    def observe(
+        self,
+        sent: int,
+        status: int,
+        headers: Mapping[str, str],
+        retry_after: float | None,
+    ) -> None:
+        """Learn from the response to request number ``sent`` (before :meth:`release`).
+
+        ``retry_after`` is the parsed ``Retry-After`` (None when absent).
+        """
         limit = headers.get("X-RateLimit-Limit")
         remaining = headers.get("X-RateLimit-Remaining")
         reset = headers.get("X-RateLimit-Reset")
-        if limit is None and remaining is None and reset is None and status != 429:
+        rejected = status == 429 or status == 503
+        if limit is None and remaining is None and reset is None:
+            if rejected:
+                self._rejected(sent, status, retry_after, None)
+            elif self._bare_streak or self._increase:
+                self._succeeded(sent)
             return
         wall_now = self._wall()
-        now = self._monotonic()
         state = RateLimitState(
-            _int_header(limit), _int_header(remaining), _reset_header(reset, wall_now), None
+            _int_header(limit), _int_header(remaining), _reset_header(reset, wall_now)
         )
-        if limit is not None or remaining is not None or reset is not None:
-            self._state = state
-        if state.remaining is not None and state.reset is not None and state.reset > wall_now:
-            until = now + (state.reset - wall_now)
-            # Requests still in flight (other than this one) may not be counted yet.
-            allowance = state.remaining - max(self._in_flight - 1, 0)
-            same_window = self._budget is not None and abs(until - self._budget_until) < 0.5
-            if same_window and self._budget is not None:
-                allowance = min(allowance, self._budget)
-            if same_window or until > self._budget_until:
-                self._budget, self._budget_until = allowance, until
-        if status == 429:
-            hold = retry_after
-            if hold is None and state.reset is not None:
-                hold = state.reset - wall_now
-            if hold is not None and hold > 0:
-                self.pause(hold)
+        old = self._state
+        self._state = RateLimitState(
+            old.limit if state.limit is None else state.limit,
+            old.remaining if state.remaining is None else state.remaining,
+            old.reset if state.reset is None else state.reset,
+        )
+        usable_reset = state.reset
+        if usable_reset is not None and not 0.0 < usable_reset - wall_now <= MAX_RESET_AHEAD:
+            usable_reset = None
+        if state.remaining is not None:
+            if usable_reset is None:
+                self._window_remaining = None
+            else:
+                # The latest response is the truth; only what is sent from now on counts.
+                self._window_remaining = state.remaining
+                self._window_seq = self._sent
+                self._window_until = self._monotonic() + (usable_reset - wall_now)
+        if rejected:
+            until_reset = None if usable_reset is None else usable_reset - wall_now
+            self._rejected(sent, status, retry_after, until_reset)
+        elif self._bare_streak or self._increase:
+            self._succeeded(sent)
+
+    def _rejected(
+        self, sent: int, status: int, retry_after: float | None, until_reset: float | None
+    ) -> None:
+        """A 429/503: hold for the wait it names, or, naming none, back off and slow down."""
+        if retry_after is not None:
+            if status == 429 and retry_after > 0:
+                self.pause(retry_after)
+            return  # a 503's Retry-After is its own request's wait
+        if status == 429 and until_reset is not None:
+            self.pause(until_reset)
+            return
+        if sent < self._decreased_seq:
+            return  # sent before the client slowed down: already accounted for
+        self._bare_streak += 1
+        self.pause(min(BARE_HOLD_FIRST * 2 ** (self._bare_streak - 1), BARE_HOLD_MAX))
+        self._decrease()
+
+    def _decrease(self) -> None:
+        now = self._monotonic()
+        rate = self._rate
+        if rate is None or rate == math.inf:
+            rate = self._measured_rate(now)
+            self._ceiling = rate * _UNLIMITED_AFTER
+        floor = min(MIN_ADAPTED_RATE, self._limit.rate if self._limit else MIN_ADAPTED_RATE)
+        rate = max(floor, rate * DECREASE_FACTOR)
+        self._set_rate(rate, now)
+        self._increase = max(rate * INCREASE_PER_SECOND, MIN_INCREASE_PER_SECOND)
+        self._increased = now
+        self._decreased_seq = self._sent + 1
+
+    def _succeeded(self, sent: int) -> None:
+        """An answer that was not a rejection: the streak ends, and the rate climbs back."""
+        if sent < self._decreased_seq:
+            return
+        self._bare_streak = 0
+        rate = self._rate
+        if rate is None:
+            return
+        now = self._monotonic()
+        rate += self._increase * (now - self._increased)
+        self._increased = now
+        if rate < self._ceiling:
+            self._set_rate(rate, now)
+            return
+        self._increase = 0.0  # fully recovered
+        if self._limit is not None:
+            self._set_rate(self._limit.rate, now, float(self._limit.capacity))
+        else:
+            self._rate = None
+
+    def _set_rate(self, rate: float, now: float, capacity: float | None = None) -> None:
+        if self._rate is not None:  # bank the tokens earned at the old rate
+            self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
+        else:
+            self._tokens = 0.0
+        self._updated = now
+        self._rate = rate
+        if capacity is None:
+            capacity = max(1.0, rate * ADAPTED_BURST_SECONDS)
+        self._capacity = capacity
+        self._tokens = min(self._tokens, capacity)
+
+    def _measured_rate(self, now: float) -> float:
+        """Requests per second over the recent sends (the rate the client was sending at)."""
+        recent = self._recent
+        if len(recent) < 2:
+            return MIN_MEASURED_RATE
+        span = max(now - recent[0], 1e-3)
+        return max((len(recent) - 1) / span, MIN_MEASURED_RATE)
 
     def pause(self, seconds: float) -> None:
         """Hold every new request for ``seconds`` (never shortens an existing pause)."""

@@ -10,6 +10,10 @@ from . import _config
 
 #: Statuses worth another attempt: the server may answer differently soon.
 RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Statuses whose retry waits on the client-wide rate limiter (which holds every
+#: request after them) rather than on a backoff of the request's own, when they
+#: name no wait.
+CLIENT_HELD_STATUSES = frozenset({429, 503})
 
 
 def backoff_delay(

@@ -28,7 +28,7 @@ from ._exceptions import (
     TransportError,
 )
 from ._ratelimit import RateLimiter
-from ._retry import RETRYABLE_STATUSES, backoff_delay, parse_retry_after
+from ._retry import CLIENT_HELD_STATUSES, RETRYABLE_STATUSES, backoff_delay, parse_retry_after
 
 logger = logging.getLogger("fanfare_async")
 
@@ -144,8 +144,9 @@ class Transport:
         attempt = 0
         while True:
             session = self._get_session()
-            if not limiter.try_acquire():
-                await limiter.acquire(config.max_retry_wait)
+            sent = limiter.try_acquire()
+            if sent is None:
+                sent = await limiter.acquire(config.max_retry_wait)
             try:
                 async with session.get(
                     request_url,
@@ -156,7 +157,7 @@ class Transport:
                     status = response.status
                     headers = response.headers
                     if 200 <= status < 300:
-                        limiter.observe(status, headers, None)
+                        limiter.observe(sent, status, headers, None)
                         limit = config.max_response_bytes
                         if _readable_whole(response, limit):  # no second coroutine to read
                             body = await response.read()
@@ -165,7 +166,7 @@ class Transport:
                         if logger.isEnabledFor(logging.DEBUG):
                             logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
                         return Fetched(body, headers.get("Date"))
-                    error: FanfareError = await self._api_error(response, url)
+                    error: FanfareError = await self._api_error(response, url, sent)
             except FanfareError as exc:
                 error = exc
             except Exception as exc:
@@ -179,12 +180,12 @@ class Transport:
             await asyncio.sleep(self._retry_delay(error, attempt, url))
             attempt += 1
 
-    async def _api_error(self, response: aiohttp.ClientResponse, url: str) -> APIError:
+    async def _api_error(self, response: aiohttp.ClientResponse, url: str, sent: int) -> APIError:
         """The typed error for a non-2xx response (its body read, within limits)."""
         status = response.status
         headers = response.headers
         retry_after = parse_retry_after(headers.get("Retry-After"), now=time.time())
-        self._limiter.observe(status, headers, retry_after)
+        self._limiter.observe(sent, status, headers, retry_after)
         body = await self._read_body(response, url, MAX_ERROR_BODY_BYTES, truncate=True)
         logger.debug("%s %s -> %d", _METHOD, url, status)
         return build_api_error(
@@ -216,7 +217,12 @@ class Transport:
             if isinstance(error, RateLimitError):
                 raise error
             raise _too_long_wait(error, retry_after) from error
-        delay = retry_after if retry_after is not None else backoff_delay(attempt)
+        if retry_after is not None:
+            delay = retry_after
+        elif error.status_code in CLIENT_HELD_STATUSES:
+            delay = 0.0  # the rate limiter holds the whole client, this request included
+        else:
+            delay = backoff_delay(attempt)
         logger.debug(
             "%s %s -> %d; retry %d in %.2fs", _METHOD, url, error.status_code, attempt + 1, delay
         )

@@ -292,7 +292,9 @@ class MockFanfareServer:
     Use it as ``async with MockFanfareServer() as server`` (or ``await start()`` and
     ``await close()``); ``server.url`` is then the base URL to give a client. Knobs:
     ``latency`` (seconds, mutable), ``rate_limit`` per ``rate_period`` seconds (fixed windows
-    from the start time, with the ``X-RateLimit-*`` headers and 429 + ``Retry-After``),
+    from the start time, with the ``X-RateLimit-*`` headers and 429 + ``Retry-After``; with
+    ``rate_limit_headers=False`` a proxy's bare 429s instead), ``response_headers`` added to
+    every response (e.g. frozen rate-limit headers),
     ``date_header`` (True: from ``clock``; False or None: none; a str: verbatim), random faults
     (``fault_rate`` drawn from ``fault_kinds`` with ``random.Random(fault_seed)``) and
     scripted ones (:meth:`inject`). ``record_requests=False`` stops keeping
@@ -319,6 +321,8 @@ class MockFanfareServer:
         fault_seed: int = 0,
         base_path: str = "/api",
         record_requests: bool = True,
+        rate_limit_headers: bool = True,
+        response_headers: Mapping[str, str] | None = None,
     ) -> None:
         if groups < 0 or audiences_per_group < 0:
             raise ValueError("groups and audiences_per_group must be >= 0")
@@ -345,6 +349,12 @@ class MockFanfareServer:
         self.rate_period: float = rate_period
         self.retry_after_format: str = retry_after_format
         self.date_header: str | bool | None = date_header
+        self.rate_limit_headers: bool = rate_limit_headers
+        """False: the limiter answers like a proxy's (a bare 429: no Retry-After, no
+        ``X-RateLimit-*`` headers, an HTML body)."""
+        self.response_headers: dict[str, str] = dict(response_headers or {})
+        """Headers added to every response, replacing the server's own (e.g. frozen
+        ``X-RateLimit-*`` values, as a caching gateway sends them)."""
         self.fault_rate: float = fault_rate
         self.group_ids: list[str] = group_ids(seed, groups)
         """The generated group ids (not changed by :meth:`set_group` / :meth:`remove_group`)."""
@@ -643,9 +653,13 @@ class MockFanfareServer:
         headers: CIMultiDict[str] = CIMultiDict({"x-request-id": request_id})
 
         if self.rate_limit is not None:
-            retry_after = self._rate_limit(headers)
+            # A bare limiter keeps its counts to itself.
+            retry_after = self._rate_limit(headers if self.rate_limit_headers else CIMultiDict())
             if retry_after is not None:
                 self._rate_limited += 1
+                if not self.rate_limit_headers:
+                    bare: CIMultiDict[str] = CIMultiDict({"Content-Type": "text/html"})
+                    return self._response(429, _BARE_429_PAGE, None, bare), 429
                 body = _json({"error": "Rate limit exceeded", "retryAfter": retry_after})
                 return self._response(429, body, _JSON, headers), 429
 
@@ -822,6 +836,8 @@ class MockFanfareServer:
         self, request: web.Request, response: web.StreamResponse
     ) -> None:
         # Runs after aiohttp has added its own Date header.
+        if self.response_headers:
+            response.headers.update(self.response_headers)
         mode = self.date_header
         if mode is True:
             response.headers["Date"] = formatdate(self._clock(), usegmt=True)
@@ -829,6 +845,14 @@ class MockFanfareServer:
             response.headers.popall("Date", None)
         else:
             response.headers["Date"] = mode
+
+
+#: What a proxy's limiter (nginx ``limit_req``) answers: no Retry-After, no rate headers.
+_BARE_429_PAGE = (
+    b"<html>\r\n<head><title>429 Too Many Requests</title></head>\r\n<body>\r\n"
+    b"<center><h1>429 Too Many Requests</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 
 def _as_fault(fault: Fault | int) -> Fault:

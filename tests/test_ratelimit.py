@@ -68,7 +68,7 @@ def test_remaining_zero_pauses_until_reset() -> None:
         "X-RateLimit-Remaining": "0",
         "X-RateLimit-Reset": str(clocks.wall + 12.5),
     }
-    bucket.observe(200, headers, None)
+    bucket.observe(0, 200, headers, None)
     assert bucket.state == RateLimitState(
         limit=1000, remaining=0, reset=clocks.wall + 12.5, paused_until=clocks.wall + 12.5
     )
@@ -82,7 +82,7 @@ def test_429_pauses_for_retry_after() -> None:
     """A 429 holds every new request for its Retry-After, even without rate headers."""
     clocks = Clocks()
     bucket = limiter(RateLimit(1000), clocks)
-    bucket.observe(429, {}, 30.0)
+    bucket.observe(0, 429, {}, 30.0)
     assert bucket._try_take(clocks.mono) == pytest.approx(30.0)
     assert bucket.state.paused_until == pytest.approx(clocks.wall + 30)
 
@@ -91,7 +91,7 @@ def test_429_without_retry_after_uses_reset() -> None:
     """A 429 with only X-RateLimit-Reset pauses until the reset."""
     clocks = Clocks()
     bucket = limiter(None, clocks)
-    bucket.observe(429, {"X-RateLimit-Reset": str(int(clocks.wall) + 7)}, None)
+    bucket.observe(0, 429, {"X-RateLimit-Reset": str(int(clocks.wall) + 7)}, None)
     assert bucket._try_take(clocks.mono) == pytest.approx(7.0)
 
 
@@ -99,10 +99,10 @@ def test_small_reset_is_a_delta_and_junk_is_ignored() -> None:
     """A reset below 10^9 is read as seconds from now; unparsable headers change nothing."""
     clocks = Clocks()
     bucket = limiter(None, clocks)
-    bucket.observe(200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "5"}, None)
+    bucket.observe(0, 200, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "5"}, None)
     assert bucket._try_take(clocks.mono) == pytest.approx(5.0)
     other = limiter(None, clocks)
-    other.observe(200, {"X-RateLimit-Remaining": "zero", "X-RateLimit-Reset": "soon"}, None)
+    other.observe(0, 200, {"X-RateLimit-Remaining": "zero", "X-RateLimit-Reset": "soon"}, None)
     assert other.state == RateLimitState()
     assert other._try_take(clocks.mono) == 0.0
 
@@ -215,16 +215,16 @@ async def test_pause_longer_than_cap_fails_fast(server: MockFanfareServer) -> No
     assert server.request_count(group_b) == 0
 
 
-def test_window_budget_counts_requests_in_flight() -> None:
-    """Remaining: 3 while two other requests are in flight allows one more before the reset."""
+def test_latest_remaining_counts_only_requests_sent_since() -> None:
+    """Remaining: 3 allows three more requests, whatever was in flight when it was sent."""
     clocks = Clocks()
     bucket = limiter(None, clocks)
     for _ in range(3):
         assert bucket._try_take(clocks.mono) == 0.0
     headers = {"X-RateLimit-Remaining": "3", "X-RateLimit-Reset": str(clocks.wall + 4)}
-    bucket.observe(200, headers, None)  # one of the three answered; two still out
+    bucket.observe(1, 200, headers, None)  # one of the three answered; two still out
     bucket.release()
-    assert bucket._try_take(clocks.mono) == 0.0
+    assert [bucket._try_take(clocks.mono) for _ in range(3)] == [0.0, 0.0, 0.0]
     assert bucket._try_take(clocks.mono) == pytest.approx(4.0)
     clocks.advance(4)
     assert bucket._try_take(clocks.mono) == 0.0  # a new window: no budget known yet
