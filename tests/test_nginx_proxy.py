@@ -7,7 +7,8 @@ fail without it in CI. Every proxy writes its own config into a temp dir, listen
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -104,3 +105,49 @@ async def test_bulk_run_through_gzip_and_keepalive_closes_matches_direct_run() -
     assert all(entry.status == 200 and entry.gzipped for entry in entries)
     assert max(entry.connection_requests for entry in entries) == KEEPALIVE_REQUESTS
     assert len({entry.connection for entry in entries}) >= GROUPS // KEEPALIVE_REQUESTS
+
+
+async def test_bulk_run_behind_bare_429_limiter_answers_every_id(
+    record_property: Callable[[str, object], None],
+) -> None:
+    """Behind limit_req (R=200/s, burst 50, bare 429s) 2,000 ids at 32 all answer, near R."""
+    async with MockFanfareServer(groups=GROUPS) as server:
+        ids = server.group_ids
+        direct = await direct_run(server, ids)
+        async with nginx_proxy(
+            server.url, rate=RATE, burst=BURST, keepalive_requests=KEEPALIVE_REQUESTS
+        ) as proxy:
+            async with client_at(server, via(proxy.url, server)) as client:
+                started = time.perf_counter()
+                proxied = await client.get_many_group_audiences(ids, concurrency=CONCURRENCY)
+                elapsed = time.perf_counter() - started
+            await proxy.stop()
+            statuses = proxy.statuses()
+
+    failed = failures(proxied)
+    requests = sum(statuses.values())
+    rejected = statuses[429]
+    throughput = GROUPS / elapsed
+    figures = {
+        "requests": requests,
+        "rejected_429": rejected,
+        "rejected_share": round(rejected / requests, 4),
+        "seconds": round(elapsed, 2),
+        "ids_per_second": round(throughput, 1),
+        "fraction_of_R": round(throughput / RATE, 3),
+        "failed_ids": len(failed),
+    }
+    for name, value in figures.items():
+        record_property(name, value)
+    print(
+        f"\nnginx limit_req R={RATE}/s burst={BURST} nodelay, concurrency {CONCURRENCY}: "
+        f"{GROUPS} ids in {elapsed:.2f}s = {throughput:.1f} ids/s = {throughput / RATE:.2f} R; "
+        f"{rejected} of {requests} requests answered 429 ({rejected / requests:.1%}); "
+        f"{len(failed)} id(s) failed"
+    )
+
+    assert not failed, describe(failed)
+    assert proxied == direct
+    assert set(statuses) <= {200, 429}, statuses
+    assert rejected <= requests / 4
+    assert throughput >= 0.4 * RATE
