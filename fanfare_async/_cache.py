@@ -58,6 +58,11 @@ class CacheStats:
     expirations: int
     size: int
     maxsize: int
+    shared_hits: int = 0
+    shared_misses: int = 0
+    shared_errors: int = 0
+    refreshes: int = 0
+    refresh_errors: int = 0
 
 
 class Entry(msgspec.Struct, gc=False):
@@ -152,6 +157,12 @@ class GroupCache:
         self.stale_served = 0
         self.evictions = 0
         self.expirations = 0
+        # The shared tier's share of this client's lookups (0 without a tier).
+        self.shared_hits = 0
+        self.shared_misses = 0
+        self.shared_errors = 0
+        self.refreshes = 0
+        self.refresh_errors = 0
         # When each entry put in `fresh` goes stale (keyed as in `fresh`), and when
         # each entry is past any use (see _end_of_use).
         self._deadlines: _Timeline[str | tuple[str]] = _Timeline(self._current_deadlines)
@@ -303,4 +314,9 @@ class GroupCache:
             expirations=self.expirations,
             size=len(self.entries),
             maxsize=self.config.maxsize,
+            shared_hits=self.shared_hits,
+            shared_misses=self.shared_misses,
+            shared_errors=self.shared_errors,
+            refreshes=self.refreshes,
+            refresh_errors=self.refresh_errors,
         )

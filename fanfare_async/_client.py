@@ -7,14 +7,13 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Coroutine
 from types import TracebackType
 from typing import Any
 
 import aiohttp
 
-from ._cache import CacheStats, Clock, Entry, GroupCache
-from ._cancellation import cancelling
+from ._cache import CacheStats, Clock, GroupCache
+from ._coalesce import Coalescer
 from ._config import (
     DEFAULT_CACHE_MAXSIZE,
     DEFAULT_MAX_CONNECTIONS,
@@ -36,21 +35,17 @@ from ._config import (
     secret_hint,
 )
 from ._exceptions import (
-    APIError,
     FanfareClientClosedError,
-    FanfareDecodeError,
     FanfareError,
     InvalidGroupIdError,
-    NotFoundError,
-    TransportError,
 )
-from ._expiry import group_ttl
 from ._fanout import BulkIterator, GroupIds
-from ._ids import canonical_group_id, encode_path_segment
-from ._models import Audience, decode_audience_tuple
+from ._ids import canonical_group_id
+from ._loader import GroupLoader, Loaded
+from ._models import Audience
 from ._ratelimit import RateLimiter, RateLimitState
-from ._retry import parse_http_date
-from ._transport import Fetched, Transport
+from ._shared import SharedCache, SharedTier
+from ._transport import Transport
 
 logger = logging.getLogger("fanfare_async")
 
@@ -85,6 +80,7 @@ class FanfareClient:
         stale_if_error: float = DEFAULT_STALE_IF_ERROR,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
+        shared: SharedTier | None = None,
         clock: Clock | None = None,
     ) -> None:
         key = resolve_secret_key(secret_key)
@@ -94,6 +90,8 @@ class FanfareClient:
             raise TypeError("rate_limit must be a RateLimit or None")
         if session is not None and not isinstance(session, aiohttp.ClientSession):
             raise TypeError("session must be an aiohttp.ClientSession or None")
+        if shared is not None and not callable(getattr(shared, "attach", None)):
+            raise TypeError("shared must be a shared tier (e.g. fanfare_async.redis.RedisTier)")
         transport_config = TransportConfig.build(
             base_url=url,
             timeout=timeout,
@@ -118,13 +116,25 @@ class FanfareClient:
         )
         self._clock: Clock = time.monotonic if clock is None else clock
         self._cache = GroupCache(self._cache_config, clock=self._clock)
-        self._inflight: dict[str, _Flight] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        # Callers running a use_cache=False fetch themselves -> cancelled by aclose().
-        self._fetching_alone: dict[asyncio.Task[Any], bool] = {}
-        self._runners: set[asyncio.Task[None]] = set()
         self._epoch = 0
         self._closed = False
+        self._shared = shared
+        self._shared_view: SharedCache | None = None
+        if shared is not None:
+            self._shared_view = shared.attach(
+                base_url=self._base_url, secret_key=key, on_invalidate=self._dropped_elsewhere
+            )
+        # The floors of a lookup below the in-process cache.
+        self._loader = GroupLoader(
+            transport=self._transport,
+            cache=self._cache,
+            config=self._cache_config,
+            clock=self._clock,
+            epoch=self._current_epoch,
+            shared=self._shared_view,
+        )
+        self._flights: Coalescer[Loaded] = Coalescer(self._loader.load)
+        self._runners: set[asyncio.Task[None]] = set()
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -170,15 +180,34 @@ class FanfareClient:
             return
         self._closed = True
         self._cache.clear()  # hits must not outlive the client
-        tasks: list[asyncio.Task[Any]] = [*self._runners, *self._tasks]
-        for task in tasks:
+        if self._shared_view is not None:
+            self._shared_view.detach()
+        runners = list(self._runners)
+        for task in runners:
             task.cancel()
-        for caller in self._fetching_alone:  # callers' own tasks: not awaited here
-            self._fetching_alone[caller] = True
-            caller.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._flights.close()
+        if runners:
+            await asyncio.gather(*runners, return_exceptions=True)
+        await self._loader.close()
         await self._transport.aclose()
+
+    @property
+    def shared(self) -> SharedTier | None:
+        """The shared tier this client was given, or None."""
+        return self._shared
+
+    def _current_epoch(self) -> int:
+        return self._epoch
+
+    def _dropped_elsewhere(self, key: str | None) -> None:
+        """Some process invalidated ``key`` (None: cleared everything) on the tier."""
+        self._epoch += 1
+        if key is None:
+            self._flights.forget_all()
+            self._cache.clear()
+        else:
+            self._flights.forget(key)
+            self._cache.invalidate(key)
 
     @property
     def cache_stats(self) -> CacheStats:
@@ -186,17 +215,20 @@ class FanfareClient:
         return self._cache.stats()
 
     async def invalidate(self, group_id: str | uuid.UUID) -> None:
-        """Drop one group from the cache; a fetch already in flight will not store it."""
+        """Drop one group from the cache (and from the shared tier, for every client
+        sharing it); a fetch already in flight will not store it."""
         key = canonical_group_id(group_id)
-        self._epoch += 1
-        self._inflight.pop(key, None)
-        self._cache.invalidate(key)
+        self._dropped_elsewhere(key)
+        view = self._shared_view
+        if view is not None and view.available:
+            await self._loader.tier_call(view.invalidate(key))
 
     async def clear_cache(self) -> None:
-        """Drop every cached group (the counters are kept)."""
-        self._epoch += 1
-        self._inflight.clear()
-        self._cache.clear()
+        """Drop every cached group, here and on the shared tier (the counters are kept)."""
+        self._dropped_elsewhere(None)
+        view = self._shared_view
+        if view is not None and view.available:
+            await self._loader.tier_call(view.clear())
 
     async def get_group_audiences(
         self, group_id: str | uuid.UUID, *, use_cache: bool = True
@@ -229,160 +261,36 @@ class FanfareClient:
     async def _lookup(
         self, key: str, use_cache: bool, *, in_worker: bool = False
     ) -> list[Audience]:
-        """The slow path, for a canonical id: the cache (fresh or a cached 404), then the
-        fetch. A shared fetch (started here or joined) runs in its own task and is
-        awaited on this caller's own future: cancelling one caller never cancels it for
-        the others, and when the last one goes it is cancelled too. Two kinds of fetch
-        run in the caller's task instead, saving the hand-off: ``use_cache=False``
-        (nobody can join it) and a bulk worker's miss (``in_worker``: the worker has
-        just found no fresh group; see :meth:`_fetch_in_worker` for callers that join it).
-        """
+        """The slow path, for a canonical id: the cache (fresh or a cached 404), then a
+        load through coalescing (see :mod:`._coalesce`). A bulk worker's miss
+        (``in_worker``: the worker has just found no fresh group) runs in the worker's
+        own task; ``use_cache=False`` loads alone (nobody can join it)."""
         self._check_open()
         cache = self._cache
-        if use_cache:
-            now = self._clock()
-            if not in_worker:
-                audiences = cache.fresh_audiences(key, now)
-                if audiences is not None:
-                    return [*audiences]
-            not_found = cache.fresh_not_found(key, now)
-            if not_found is not None:
-                raise not_found
-            flight = self._inflight.get(key)
-            if flight is None:
-                cache.misses += 1
-                if in_worker:
-                    fetched = await self._fetch_in_worker(key)
-                    if fetched.stale:
-                        cache.stale_served += 1
-                    return list(fetched.audiences)
-                flight = self._inflight[key] = self._start_fetch(key)
-            else:
-                cache.coalesced += 1
-        elif _CAN_UNCANCEL:
-            return list(await self._fetch_alone(key))
+        flights = self._flights
+        if not use_cache:
+            load = self._loader.load_uncached(key, self._epoch)
+            return list((await flights.alone(key, load)).audiences)
+        now = self._clock()
+        if not in_worker:
+            audiences = cache.fresh_audiences(key, now)
+            if audiences is not None:
+                return [*audiences]
+        not_found = cache.fresh_not_found(key, now)
+        if not_found is not None:
+            raise not_found
+        if flights.in_flight(key):
+            cache.coalesced += 1
+            loaded = await flights.join(key, self._epoch)
         else:
-            flight = self._start_fetch(key)
-        waiter: asyncio.Future[_Fetched] = asyncio.get_running_loop().create_future()
-        flight.waiting.append(waiter)
-        try:
-            fetched = await waiter
-        except asyncio.CancelledError:
-            if self._closed and not cancelling():  # the fetch was cancelled by aclose()
-                raise FanfareClientClosedError(
-                    "the client was closed while the request was in flight"
-                ) from None
-            raise
-        finally:
-            if waiter.done() and not waiter.cancelled():
-                waiter.exception()  # mark retrieved, in case this caller left meanwhile
-            else:  # this caller was cancelled (its future with it)
-                self._leave(flight, waiter)
-        if fetched.stale:
+            cache.misses += 1
+            if in_worker:
+                loaded = await flights.in_caller(key, self._epoch)
+            else:
+                loaded = await flights.join(key, self._epoch)
+        if loaded.stale:
             cache.stale_served += 1
-        return list(fetched.audiences)
-
-    async def _fetch_alone(self, key: str) -> tuple[Audience, ...]:
-        """A ``use_cache=False`` fetch: nobody can join it, so it runs in the caller's own
-        task, with no hand-off to a fetch task. aclose() interrupts it by cancelling the
-        caller, which ends here as FanfareClientClosedError."""
-        task = asyncio.current_task()
-        assert task is not None
-        callers = self._fetching_alone
-        callers[task] = False
-        try:
-            return (await self._fetch(key, self._epoch)).audiences
-        except asyncio.CancelledError:
-            if callers.get(task) and sys.version_info >= (3, 11):  # cancelled by aclose()
-                task.uncancel()
-                if not task.cancelling():
-                    raise FanfareClientClosedError(
-                        "the client was closed while the request was in flight"
-                    ) from None
-            raise
-        finally:
-            callers.pop(task, None)
-
-    def _leave(self, flight: _Flight, waiter: asyncio.Future[_Fetched]) -> None:
-        """A cancelled caller stops waiting; the last one to leave cancels the fetch."""
-        if waiter in flight.waiting:
-            flight.waiting.remove(waiter)
-        task = flight.task  # None: a bulk worker's own fetch, which goes on for it
-        if task is not None and not flight.waiting and not task.done():
-            if self._inflight.get(flight.key) is flight:
-                del self._inflight[flight.key]
-            task.cancel()
-
-    def _start_fetch(self, key: str) -> _Flight:
-        flight = _Flight(key)
-        flight.task = self._spawn(self._fly(flight, self._epoch))
-        return flight
-
-    def _spawn(self, fetch: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(fetch)
-        self._tasks.add(task)
-        return task
-
-    async def _fly(self, flight: _Flight, epoch: int) -> None:
-        """The shared fetch's task: fetch, then hand the outcome to every caller still
-        waiting, directly from here (no done-callback round through the event loop)."""
-        try:
-            fetched = await self._fetch(flight.key, epoch)
-        except asyncio.CancelledError:
-            self._landed(flight, cancelled=True)
-            raise
-        except BaseException as exc:
-            self._landed(flight, error=exc)
-            if not isinstance(exc, Exception):
-                raise
-            # Not re-raised: each waiter has it, and nobody awaits this task.
-        else:
-            self._landed(flight, fetched)
-
-    async def _fetch_in_worker(self, key: str) -> _Fetched:
-        """A bulk worker's miss, fetched in the worker's own task (no hand-off to a fetch
-        task); callers who look the group up meanwhile join it as usual. If the bulk run
-        stops while some of them wait, a fetch task takes over for them."""
-        flight = _Flight(key)
-        self._inflight[key] = flight
-        epoch = self._epoch
-        try:
-            fetched = await self._fetch(key, epoch)
-        except asyncio.CancelledError:
-            if flight.waiting and not self._closed:  # the others still get their answer
-                flight.task = self._spawn(self._fly(flight, epoch))
-            else:
-                self._landed(flight, cancelled=True)
-            raise
-        except BaseException as exc:
-            self._landed(flight, error=exc)
-            raise
-        self._landed(flight, fetched)
-        return fetched
-
-    def _landed(
-        self,
-        flight: _Flight,
-        fetched: _Fetched | None = None,
-        error: BaseException | None = None,
-        *,
-        cancelled: bool = False,
-    ) -> None:
-        """The fetch is over: no longer in flight for new callers; its answer, its error
-        or its cancellation goes to every caller still waiting."""
-        if flight.task is not None:
-            self._tasks.discard(flight.task)
-        if self._inflight.get(flight.key) is flight:
-            del self._inflight[flight.key]
-        for waiter in flight.waiting:
-            if waiter.done():
-                continue
-            if cancelled:
-                waiter.cancel()
-            elif error is not None:
-                waiter.set_exception(error)
-            elif fetched is not None:
-                waiter.set_result(fetched)
+        return list(loaded.audiences)
 
     async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
         """One id of a bulk run: its audiences or its error, and whether the cache answered."""
@@ -455,85 +363,3 @@ class FanfareClient:
     def _register_runner(self, task: asyncio.Task[None]) -> None:
         self._runners.add(task)
         task.add_done_callback(self._runners.discard)
-
-    async def _fetch(self, key: str, epoch: int) -> _Fetched:
-        """One request for ``key`` (retries included) and what comes of it: decoded and
-        cached, a cached 404, a stale answer, or the error."""
-        try:
-            response = await self._transport.fetch(encode_path_segment(key))
-        except FanfareError as exc:
-            return self._after_failure(key, epoch, exc)
-        return self._decoded(key, epoch, response)
-
-    def _after_failure(self, key: str, epoch: int, exc: FanfareError) -> _Fetched:
-        """A failed fetch: cache a 404 (``negative_ttl``), serve stale
-        (``stale_if_error``), or raise."""
-        cache = self._cache
-        if isinstance(exc, NotFoundError):
-            negative_ttl = self._cache_config.negative_ttl
-            if negative_ttl > 0 and epoch == self._epoch:
-                cache.store(key, Entry((), self._clock() + negative_ttl, exc))
-            raise exc
-        stale = cache.stale(key, self._clock()) if _is_transient(exc) else None
-        if stale is None:
-            raise exc
-        logger.debug("serving stale %s after %s", key, type(exc).__name__)
-        return _Fetched(stale.audiences, stale=True)
-
-    def _decoded(self, key: str, epoch: int, response: Fetched) -> _Fetched:
-        """Decode a fetched body and cache it, unless the cache was invalidated since."""
-        arrived = self._clock()
-        try:
-            audiences = decode_audience_tuple(response.body)
-        except FanfareDecodeError as exc:
-            url = self._transport.url_for(encode_path_segment(key))
-            raise FanfareDecodeError(f"GET {url}: {exc}", path=exc.path) from exc
-        config = self._cache_config
-        if epoch == self._epoch and config.maxsize:  # (no expiry to work out without a cache)
-            ttl = group_ttl(
-                audiences,
-                now=_server_now(audiences, response.date),
-                default_ttl=config.default_ttl,
-                min_ttl=config.min_ttl,
-                max_ttl=config.max_ttl,
-            )
-            self._cache.store(key, Entry(audiences, arrived + ttl))
-        return _Fetched(audiences, stale=False)
-
-
-class _Flight:
-    """One in-flight fetch and the futures of the callers waiting for it."""
-
-    __slots__ = ("key", "task", "waiting")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.task: asyncio.Task[None] | None = None  # None: fetched in a bulk worker
-        self.waiting: list[asyncio.Future[_Fetched]] = []
-
-
-class _Fetched:
-    """What a fetch task hands its waiters."""
-
-    __slots__ = ("audiences", "stale")
-
-    def __init__(self, audiences: tuple[Audience, ...], *, stale: bool) -> None:
-        self.audiences = audiences
-        self.stale = stale
-
-
-def _is_transient(exc: FanfareError) -> bool:
-    """Failures that stale_if_error may paper over: connection, timeout, 408, 429, 5xx."""
-    if isinstance(exc, TransportError):
-        return True
-    return isinstance(exc, APIError) and (exc.status_code in (408, 429) or exc.status_code >= 500)
-
-
-def _server_now(audiences: tuple[Audience, ...], date: str | None) -> float:
-    """Server time from the Date header, else the local wall clock; only parsed when an
-    audience's expiry depends on it."""
-    if any(a.last_refreshed_at is not None for a in audiences):
-        server = parse_http_date(date)
-        if server is not None:
-            return server
-    return time.time()

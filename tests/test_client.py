@@ -547,7 +547,7 @@ async def test_closing_fails_uncached_calls_in_flight_promptly(
             with anyio.fail_after(5):
                 await client.aclose()
         assert [type(exc) for exc in outcome] == [FanfareClientClosedError] * 2
-        assert not client._fetching_alone
+        assert not client._flights._alone
     finally:
         server.resume()
         if session is not None:
@@ -567,7 +567,7 @@ async def test_cancelling_an_uncached_call_is_a_plain_cancellation(
     await client.aclose()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert not client._fetching_alone
+    assert not client._flights._alone
     server.resume()
 
 
@@ -596,7 +596,7 @@ async def test_cancelling_a_caller_leaves_no_task_or_warning(server: MockFanfare
         with pytest.raises(asyncio.CancelledError):
             await task
         server.resume()
-    assert not client._tasks
+    assert not client._flights._tasks
 
 
 async def test_garbage_http_response_is_transport_error_without_secret() -> None:

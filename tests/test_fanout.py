@@ -132,7 +132,7 @@ async def test_endless_input_is_read_lazily_and_break_stops_everything(
         await settle()
         assert pulled <= 40 + 4 + 4 + 2
         assert not client._runners
-        assert not client._tasks
+        assert not client._flights._tasks
     assert server.in_flight == 0
 
 
@@ -163,7 +163,7 @@ async def test_exception_in_consumer_stops_workers(server: MockFanfareServer) ->
         gc.collect()
         await settle()
         assert not client._runners
-        assert not client._tasks
+        assert not client._flights._tasks
     assert server.total_requests < 50
 
 
@@ -184,7 +184,7 @@ async def test_cancelling_the_consumer_stops_workers(server: MockFanfareServer) 
         gc.collect()
         await settle()
         assert not client._runners
-        assert not client._tasks
+        assert not client._flights._tasks
         server.resume()
     assert server.total_requests == 6
 
@@ -198,7 +198,7 @@ async def test_cancel_scope_around_get_many(server: MockFanfareServer) -> None:
         assert scope.cancelled_caught
         await settle()
         assert not client._runners
-        assert not client._tasks
+        assert not client._flights._tasks
 
 
 async def test_closed_client_refuses_bulk_at_once(server: MockFanfareServer) -> None:
@@ -242,7 +242,7 @@ async def test_failing_input_iterable_surfaces_its_error(server: MockFanfareServ
     async with client_for(server) as client:
         with pytest.raises(LookupError, match="input broke"):
             await client.get_many_group_audiences(broken())
-        assert not client._tasks
+        assert not client._flights._tasks
 
 
 async def test_bad_arguments(server: MockFanfareServer) -> None:
@@ -297,8 +297,8 @@ async def test_stopping_a_bulk_run_hands_its_fetch_to_callers_waiting_on_it(
         server.resume()
         assert await caller == expected
         await settle()
-        assert not client._tasks
-        assert not client._inflight
+        assert not client._flights._tasks
+        assert not client._flights._flights
 
 
 async def test_closing_the_client_ends_callers_waiting_on_a_bulk_fetch(
