@@ -291,8 +291,8 @@ async def test_last_waiter_cancelled_cancels_the_fetch(
             await caller
         for _ in range(3):
             await checkpoint()
-        assert not client._tasks
-        assert not client._inflight
+        assert not client._flights._tasks
+        assert not client._flights._flights
         server.resume()
 
 
@@ -320,7 +320,7 @@ async def test_error_reaches_every_waiter_and_is_not_cached(
             server.resume()
         assert len(errors) == 10
         assert await client.get_group_audiences(group)
-        assert not client._tasks
+        assert not client._flights._tasks
     assert server.request_count(group) == 2
 
 
