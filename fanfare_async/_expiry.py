@@ -19,8 +19,11 @@ def group_ttl(
     """Seconds a freshly received group stays fresh.
 
     Each audience with a positive ``refresh_interval_seconds`` ``i`` allows
-    the time left until its next server refresh, ``last_refreshed_at + i - now``
-    clamped into ``[min_ttl, i]``, or ``i`` when ``last_refreshed_at`` is unknown.
+    the time left until its next server refresh, clamped into ``[min_ttl, i]``,
+    or ``i`` when ``last_refreshed_at`` is unknown. Refreshes are periodic: the
+    next one is the first ``last_refreshed_at + k*i`` (k = 1, 2, ...) after
+    ``now``, so an audience refreshed several intervals ago is not taken as due
+    at once (which would cost a request per ``min_ttl`` forever).
     The group's TTL is the smallest allowance (``default_ttl`` when no audience
     has an interval), clamped into ``[min_ttl, max_ttl]``.
 
@@ -36,9 +39,19 @@ def group_ttl(
         if refreshed is None:
             allowance = interval
         else:
-            allowance = min(max(refreshed.timestamp() + interval - now, min_ttl), interval)
+            allowance = min(
+                max(_until_next_refresh(refreshed.timestamp(), interval, now), min_ttl), interval
+            )
         if allowance < ttl:
             ttl = allowance
     if ttl == math.inf:
         ttl = default_ttl
     return min(max(ttl, min_ttl), max_ttl)
+
+
+def _until_next_refresh(refreshed: float, interval: float, now: float) -> float:
+    """Seconds from ``now`` to the first ``refreshed + k*interval`` (k >= 1) after it."""
+    elapsed = now - refreshed
+    if elapsed < 0:
+        return refreshed + interval - now
+    return interval - math.fmod(elapsed, interval)

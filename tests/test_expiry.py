@@ -43,7 +43,22 @@ def audience(interval: float | None, refreshed_ago: float | None = None) -> Audi
         pytest.param([audience(0), audience(200)], 200.0, id="zero ignored beside a real one"),
         pytest.param([audience(300, refreshed_ago=100)], 200.0, id="time left to next refresh"),
         pytest.param([audience(300, refreshed_ago=299.5)], 1.0, id="overdue soon: min_ttl"),
-        pytest.param([audience(300, refreshed_ago=1000)], 1.0, id="past refresh: min_ttl"),
+        pytest.param(
+            [audience(300, refreshed_ago=1000)], 200.0, id="overdue: next on the schedule"
+        ),
+        pytest.param(
+            [audience(300, refreshed_ago=900)], 300.0, id="exactly k intervals ago: a whole i"
+        ),
+        pytest.param(
+            [audience(3600, refreshed_ago=120 * 86400 + 3599.5)],
+            1.0,
+            id="months overdue, next refresh due in 0.5 s: min_ttl",
+        ),
+        pytest.param(
+            [audience(3600, refreshed_ago=120 * 86400 + 600)],
+            3000.0,
+            id="months overdue: the time left in the current period",
+        ),
         pytest.param(
             [audience(300, refreshed_ago=-100)], 300.0, id="refresh in the future: capped at i"
         ),
