@@ -78,8 +78,15 @@ class Entry(msgspec.Struct, gc=False):
     audiences: tuple[Audience, ...]
     expires: float
     not_found: NotFoundError | None = None
+    refresh_at: float = math.inf  # refresh-ahead: a hit from then on starts a refresh
     used: int = 0  # stamp of its store: tells a deadline of this entry from older ones
     key: str = ""  # set when stored
+
+
+def _leaves_fresh(entry: Entry) -> float:
+    """When an entry leaves the read path: when it expires, or earlier, at its
+    refresh-ahead point (from then on a hit takes the slow path, which refreshes it)."""
+    return entry.refresh_at if entry.refresh_at < entry.expires else entry.expires
 
 
 def _fresh_key(entry: Entry) -> str | tuple[str]:
@@ -169,7 +176,7 @@ class GroupCache:
         self._ends: _Timeline[str] = _Timeline(self._current_ends)
 
     def _current_deadlines(self) -> list[tuple[float, int, str | tuple[str]]]:
-        return [(e.expires, e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
+        return [(_leaves_fresh(e), e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
 
     def _current_ends(self) -> list[tuple[float, int, str]]:
         return [(self._end_of_use(e), e.used, e.key) for e in self.entries.values()]
@@ -274,12 +281,24 @@ class GroupCache:
         self.expire(now)  # the expired go before anything is evicted
         self.entries[key] = entry  # when full, cachetools calls popitem: see evict()
         self._ends.add(end, entry.used, key, len(self.entries))
-        if now < entry.expires:
+        leaves = _leaves_fresh(entry)
+        if now < leaves:
             fresh_key = _fresh_key(entry)
             self.fresh[fresh_key] = entry.audiences
-            self._deadlines.add(entry.expires, entry.used, fresh_key, len(self.fresh))
-            if entry.expires < self.horizon:
-                self.horizon = entry.expires
+            self._deadlines.add(leaves, entry.used, fresh_key, len(self.fresh))
+            if leaves < self.horizon:
+                self.horizon = leaves
+
+    def due_for_refresh(self, key: str, now: float) -> tuple[Audience, ...] | None:
+        """The audiences of ``key`` if still fresh but past their refresh-ahead point
+        (counted as a hit); the caller starts the refresh."""
+        entry = self.entries.get(key)
+        if entry is None or entry.not_found is not None:
+            return None
+        if not entry.refresh_at <= now < entry.expires:
+            return None
+        self.hits += 1
+        return entry.audiences
 
     def stale(self, key: str, now: float) -> Entry | None:
         """The expired group for ``key`` if it is still inside its stale window."""

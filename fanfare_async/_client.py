@@ -24,9 +24,11 @@ from ._config import (
     DEFAULT_MIN_TTL,
     DEFAULT_NEGATIVE_TTL,
     DEFAULT_RATE_LIMIT,
+    DEFAULT_REFRESH_AHEAD,
     DEFAULT_STALE_IF_ERROR,
     DEFAULT_TIMEOUT,
     DEFAULT_TTL,
+    MAX_REFRESHES_AT_ONCE,
     CacheConfig,
     RateLimit,
     TransportConfig,
@@ -78,6 +80,7 @@ class FanfareClient:
         max_ttl: float = DEFAULT_MAX_TTL,
         negative_ttl: float = DEFAULT_NEGATIVE_TTL,
         stale_if_error: float = DEFAULT_STALE_IF_ERROR,
+        refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
         session: aiohttp.ClientSession | None = None,
         allow_insecure_http: bool = False,
         shared: SharedTier | None = None,
@@ -107,6 +110,7 @@ class FanfareClient:
             max_ttl=max_ttl,
             negative_ttl=negative_ttl,
             stale_if_error=stale_if_error,
+            refresh_ahead=refresh_ahead,
         )
         self._base_url = str(url)
         self._max_connections = transport_config.max_connections
@@ -135,6 +139,8 @@ class FanfareClient:
         )
         self._flights: Coalescer[Loaded] = Coalescer(self._loader.load)
         self._runners: set[asyncio.Task[None]] = set()
+        self._refresh_ahead = self._cache_config.refresh_ahead > 0
+        self._refreshing = 0
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -269,12 +275,18 @@ class FanfareClient:
         cache = self._cache
         flights = self._flights
         if not use_cache:
-            load = self._loader.load_uncached(key, self._epoch)
-            return list((await flights.alone(key, load)).audiences)
+            epoch = self._epoch
+            loaded = await flights.alone(key, lambda: self._loader.load_uncached(key, epoch))
+            return list(loaded.audiences)
         now = self._clock()
         if not in_worker:
             audiences = cache.fresh_audiences(key, now)
             if audiences is not None:
+                return [*audiences]
+        if self._refresh_ahead:
+            audiences = cache.due_for_refresh(key, now)
+            if audiences is not None:
+                self._start_refresh(key, now)
                 return [*audiences]
         not_found = cache.fresh_not_found(key, now)
         if not_found is not None:
@@ -291,6 +303,29 @@ class FanfareClient:
         if loaded.stale:
             cache.stale_served += 1
         return list(loaded.audiences)
+
+    def _start_refresh(self, key: str, now: float) -> None:
+        """Refresh ``key`` in the background, unless a load of it is in flight already
+        or too many refreshes run (the next hit tries again)."""
+        if self._refreshing >= MAX_REFRESHES_AT_ONCE or self._flights.in_flight(key):
+            return
+        fresh_for = self._cache.entries[key].expires - now
+        self._refreshing += 1
+        epoch = self._epoch
+        self._flights.start(key, lambda: self._refresh(key, epoch, fresh_for))
+
+    async def _refresh(self, key: str, epoch: int, fresh_for: float) -> Loaded:
+        cache = self._cache
+        try:
+            loaded = await self._loader.refresh(key, epoch, fresh_for)
+        except FanfareError:
+            cache.refresh_errors += 1
+            raise
+        finally:
+            self._refreshing -= 1
+        if epoch == self._epoch:
+            cache.refreshes += 1
+        return loaded
 
     async def _bulk_lookup(self, group_id: Any) -> tuple[list[Audience] | FanfareError, bool]:
         """One id of a bulk run: its audiences or its error, and whether the cache answered."""

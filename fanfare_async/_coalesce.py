@@ -74,8 +74,15 @@ class Coalescer(Generic[T]):
         flight = self._flights.get(key)
         if flight is None:
             flight = self._flights[key] = _Flight(key)
-            flight.task = self._spawn(self._fly(flight, self._load(key, epoch)))
+            flight.task = self._spawn(self._fly(flight, lambda: self._load(key, epoch)))
         return await self._wait(flight)
+
+    def start(self, key: str, load: Callable[[], Awaitable[T]]) -> None:
+        """Start ``load()`` of ``key`` (not in flight) in its own task, with nobody waiting
+        yet; callers who want ``key`` meanwhile join it (a background refresh)."""
+        flight: _Flight[T] = _Flight(key)
+        self._flights[key] = flight
+        flight.task = self._spawn(self._fly(flight, load))
 
     async def _wait(self, flight: _Flight[T]) -> T:
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()
@@ -101,7 +108,7 @@ class Coalescer(Generic[T]):
             result = await self._load(key, epoch)
         except asyncio.CancelledError:
             if flight.waiting and not self.closed:  # the others still get their answer
-                flight.task = self._spawn(self._fly(flight, self._load(key, epoch)))
+                flight.task = self._spawn(self._fly(flight, lambda: self._load(key, epoch)))
             else:
                 self._landed(flight, cancelled=True)
             raise
@@ -111,8 +118,8 @@ class Coalescer(Generic[T]):
         self._landed(flight, result)
         return result
 
-    async def alone(self, key: str, load: Awaitable[T]) -> T:
-        """Run ``load``, which nobody may join, in this task; close() ends it as
+    async def alone(self, key: str, load: Callable[[], Awaitable[T]]) -> T:
+        """Run ``load()``, which nobody may join, in this task; close() ends it as
         FanfareClientClosedError (on 3.10, where a task cannot be uncancelled, in
         its own task)."""
         if not CAN_UNCANCEL:
@@ -124,7 +131,7 @@ class Coalescer(Generic[T]):
         callers = self._alone
         callers[task] = False
         try:
-            return await load
+            return await load()
         except asyncio.CancelledError:
             if callers.get(task) and sys.version_info >= (3, 11):  # cancelled by close()
                 task.uncancel()
@@ -161,11 +168,11 @@ class Coalescer(Generic[T]):
         self._tasks.add(task)
         return task
 
-    async def _fly(self, flight: _Flight[T], load: Awaitable[T]) -> None:
+    async def _fly(self, flight: _Flight[T], load: Callable[[], Awaitable[T]]) -> None:
         """A flight's task: load, then hand the outcome to every caller still waiting,
         directly from here (no done-callback round through the event loop)."""
         try:
-            result = await load
+            result = await load()  # made here: a task cancelled before it starts leaves none
         except asyncio.CancelledError:
             self._landed(flight, cancelled=True)
             raise

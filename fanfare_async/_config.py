@@ -28,6 +28,9 @@ DEFAULT_MIN_TTL = 1.0
 DEFAULT_MAX_TTL = 3600.0
 DEFAULT_NEGATIVE_TTL = 0.0
 DEFAULT_STALE_IF_ERROR = 0.0
+DEFAULT_REFRESH_AHEAD = 0.0
+#: At most this many refresh-ahead loads run at once per client.
+MAX_REFRESHES_AT_ONCE = 8
 
 #: First backoff step and the largest backoff between two attempts, in seconds.
 BACKOFF_BASE = 0.5
@@ -186,6 +189,7 @@ class CacheConfig:
     max_ttl: float = DEFAULT_MAX_TTL
     negative_ttl: float = DEFAULT_NEGATIVE_TTL
     stale_if_error: float = DEFAULT_STALE_IF_ERROR
+    refresh_ahead: float = DEFAULT_REFRESH_AHEAD
 
     @classmethod
     def build(
@@ -197,8 +201,18 @@ class CacheConfig:
         max_ttl: float,
         negative_ttl: float,
         stale_if_error: float,
+        refresh_ahead: float = DEFAULT_REFRESH_AHEAD,
     ) -> CacheConfig:
-        """Validate and build; raises FanfareConfigError on bad values."""
+        """Validate and build; raises FanfareConfigError on bad values (ValueError for a
+        ``refresh_ahead`` outside ``[0, 1)``)."""
+        if (
+            not isinstance(refresh_ahead, (int, float))
+            or isinstance(refresh_ahead, bool)
+            or not 0.0 <= refresh_ahead < 1.0
+        ):
+            raise ValueError(
+                f"refresh_ahead must be a fraction of the TTL in [0, 1), got {refresh_ahead!r}"
+            )
         config = cls(
             maxsize=_positive_int("cache_maxsize", maxsize, minimum=0),
             default_ttl=_non_negative("default_ttl", default_ttl),
@@ -206,6 +220,7 @@ class CacheConfig:
             max_ttl=_non_negative("max_ttl", max_ttl),
             negative_ttl=_non_negative("negative_ttl", negative_ttl),
             stale_if_error=_non_negative("stale_if_error", stale_if_error),
+            refresh_ahead=float(refresh_ahead),
         )
         if config.min_ttl > config.max_ttl:
             raise FanfareConfigError(

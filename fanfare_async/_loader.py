@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
@@ -87,6 +88,16 @@ class GroupLoader:
             return await self._from_api(key, epoch)
         return await self._through_tier(key, epoch, shared)
 
+    async def refresh(self, key: str, epoch: int, fresh_for: float) -> Loaded:
+        """A refresh-ahead load of ``key``, whose cached copy is fresh for ``fresh_for``
+        more seconds: a value of the tier counts only if it is fresher than that
+        (another process refreshed it already), else the API is asked (under the
+        tier's lease, so one process refreshes for all)."""
+        shared = self._shared
+        if shared is None or not shared.available:
+            return await self._from_api(key, epoch)
+        return await self._through_tier(key, epoch, shared, fresher_than=fresh_for)
+
     async def load_uncached(self, key: str, epoch: int) -> Loaded:
         """A ``use_cache=False`` load: from the API, stored in both caches."""
         return await self._from_api(key, epoch, put=True)
@@ -107,7 +118,9 @@ class GroupLoader:
             logger.debug("shared tier unavailable: %s", exc)
             return exc
 
-    async def _through_tier(self, key: str, epoch: int, shared: SharedCache) -> Loaded:
+    async def _through_tier(
+        self, key: str, epoch: int, shared: SharedCache, *, fresher_than: float = 0.0
+    ) -> Loaded:
         """Read the tier; on a miss, fetch under its lease, or wait for the process that
         holds it and read again."""
         stale: SharedValue | None = None
@@ -116,12 +129,12 @@ class GroupLoader:
             if isinstance(value, SharedTierError):
                 return await self._from_api(key, epoch, stale=stale)
             if value is not None:
-                if value.fresh_for > 0:
+                if value.fresh_for > fresher_than:
                     loaded = self._from_shared(key, epoch, value)
                     if loaded is not None:
                         self._cache.shared_hits += 1
                         return loaded
-                else:
+                elif value.fresh_for <= 0:
                     stale = value
             claim = await self.tier_call(shared.claim(key))
             if isinstance(claim, SharedTierError):
@@ -139,7 +152,8 @@ class GroupLoader:
     def _from_shared(self, key: str, epoch: int, value: SharedValue) -> Loaded | None:
         """A fresh value of the tier, kept in-process for what is left of its TTL; None
         when its body does not decode (a miss)."""
-        expires = self._clock() + value.fresh_for
+        now = self._clock()
+        expires = now + value.fresh_for
         if value.not_found:
             error = self._not_found(key, value.body)
             if epoch == self._epoch():
@@ -150,8 +164,13 @@ class GroupLoader:
         except FanfareDecodeError:
             return None
         if epoch == self._epoch():
-            self._cache.store(key, Entry(audiences, expires))
+            refresh_at = self._refresh_at(now, value.fresh_for)
+            self._cache.store(key, Entry(audiences, expires, refresh_at=refresh_at))
         return Loaded(audiences)
+
+    def _refresh_at(self, now: float, ttl: float) -> float:
+        ahead = self._config.refresh_ahead
+        return now + ahead * ttl if ahead else math.inf
 
     def _not_found(self, key: str, body: bytes) -> NotFoundError:
         error = build_api_error(
@@ -266,7 +285,8 @@ class GroupLoader:
                 max_ttl=config.max_ttl,
             )
             if epoch == self._epoch():
-                self._cache.store(key, Entry(audiences, arrived + ttl))
+                refresh_at = self._refresh_at(arrived, ttl)
+                self._cache.store(key, Entry(audiences, arrived + ttl, refresh_at=refresh_at))
         return audiences, ttl
 
 

@@ -1,0 +1,192 @@
+"""Refresh-ahead: a hot group is refreshed in the background before it expires."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import pytest
+
+from fanfare_async import FanfareClient, NotFoundError, RateLimit
+from fanfare_async.testing import Fault, MockFanfareServer
+
+from .test_cache import FakeClock, audience_json
+
+pytestmark = pytest.mark.anyio
+
+GROUP = "hot-group"
+TTL = 10.0  # every audience of GROUP refreshes every 10 s
+
+
+@asynccontextmanager
+async def refreshing(**options: Any) -> AsyncIterator[tuple[MockFanfareServer, FanfareClient]]:
+    """The double with GROUP (TTL 10 s), and a client on a hand-moved clock."""
+    clock = options.pop("clock")
+    options.setdefault("rate_limit", None)
+    options.setdefault("max_retries", 0)
+    options.setdefault("refresh_ahead", 0.8)
+    async with MockFanfareServer(groups=0) as server:
+        server.set_group(GROUP, [audience_json(1, TTL)])
+        async with FanfareClient(
+            server.secret_key, base_url=server.url, clock=clock, **options
+        ) as client:
+            yield server, client
+
+
+async def refresh_done(client: FanfareClient, key: str = GROUP) -> None:
+    """Wait for the background refresh of ``key`` to end (its flight's own task)."""
+    flight = client._flights._flights.get(key)
+    if flight is not None and flight.task is not None:
+        await asyncio.gather(flight.task, return_exceptions=True)
+
+
+@pytest.mark.parametrize("value", [-0.1, 1.0, 1.5, float("nan"), True, "0.8"])
+def test_refresh_ahead_outside_0_1_is_a_value_error(value: Any) -> None:
+    """refresh_ahead must be a fraction in [0, 1)."""
+    with pytest.raises(ValueError, match="refresh_ahead"):
+        FanfareClient("sk_test_x", refresh_ahead=value)
+
+
+async def test_a_hot_group_is_served_across_ttls_without_waiting() -> None:
+    """Read every second for five TTLs: one miss, then only hits, refreshed in the
+    background each time the entry passes 80 % of its TTL."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        await client.get_group_audiences(GROUP)
+        for _ in range(50):
+            clock.advance(1.0)
+            await client.get_group_audiences(GROUP)
+            await refresh_done(client)
+        stats = client.cache_stats
+    assert stats.misses == 1
+    assert stats.coalesced == 0  # nobody joined a load: nobody waited for the API
+    assert stats.hits == 50
+    assert stats.refreshes == server.request_count(GROUP) - 1 >= 5
+    assert stats.refresh_errors == 0
+
+
+async def test_one_refresh_for_many_concurrent_hits() -> None:
+    """Fifty hits past the refresh point start exactly one refresh, and none waits."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.85)
+        server.pause()  # the refresh cannot finish until resumed
+        results = [await client.get_group_audiences(GROUP) for _ in range(50)]
+        await server.wait_for_requests(2)
+        server.resume()
+        await refresh_done(client)
+        stats = client.cache_stats
+    assert len(results) == 50
+    assert server.request_count(GROUP) == 2
+    assert stats.refreshes == 1
+
+
+async def test_a_caller_missing_during_a_refresh_joins_it() -> None:
+    """Once the entry expires while its refresh is in flight, a caller joins that refresh."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.9)
+        server.pause()
+        await client.get_group_audiences(GROUP)  # starts the refresh
+        clock.advance(TTL * 0.2)  # now expired
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get_group_audiences, GROUP)
+            await server.wait_for_requests(2)
+            server.resume()
+        stats = client.cache_stats
+    assert server.request_count(GROUP) == 2
+    assert stats.coalesced == 1
+
+
+async def test_a_failed_refresh_leaves_the_entry_as_it_was() -> None:
+    """A refresh that fails is counted; the entry is still served until it expires."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        first = await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.85)
+        server.inject(Fault.error(500))
+        assert await client.get_group_audiences(GROUP) == first
+        await refresh_done(client)
+        clock.advance(TTL * 0.1)  # still fresh
+        assert await client.get_group_audiences(GROUP) == first
+        stats = client.cache_stats
+    assert stats.refresh_errors >= 1
+    assert stats.refreshes == 0
+
+
+async def test_stale_if_error_applies_after_a_failed_refresh() -> None:
+    """After a failed refresh the entry expires on time, then stale_if_error serves it."""
+    clock = FakeClock()
+    async with refreshing(clock=clock, stale_if_error=30.0) as (server, client):
+        first = await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.85)
+        server.inject(Fault.error(503), Fault.error(503))
+        await client.get_group_audiences(GROUP)
+        await refresh_done(client)
+        clock.advance(TTL * 0.2)  # expired
+        assert await client.get_group_audiences(GROUP) == first
+        stats = client.cache_stats
+    assert stats.stale_served == 1
+
+
+async def test_a_cold_group_is_not_refreshed() -> None:
+    """Without a hit past the refresh point nothing is refreshed; it just expires."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.9)
+        with pytest.raises(NotFoundError):
+            await client.get_group_audiences("another")  # another key
+        clock.advance(TTL * 0.2)
+        assert server.request_count(GROUP) == 1
+        await client.get_group_audiences(GROUP)
+        stats = client.cache_stats
+    assert server.request_count(GROUP) == 2
+    assert stats.refreshes == 0
+
+
+async def test_off_by_default() -> None:
+    """refresh_ahead=0 (the default) never refreshes ahead."""
+    clock = FakeClock()
+    async with refreshing(clock=clock, refresh_ahead=0.0) as (server, client):
+        await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.95)
+        await client.get_group_audiences(GROUP)
+        assert client._flights._flights == {}
+    assert server.request_count(GROUP) == 1
+
+
+async def test_aclose_cancels_a_refresh_in_flight() -> None:
+    """Closing the client while a refresh waits on the server ends it, with no warning."""
+    clock = FakeClock()
+    async with refreshing(clock=clock) as (server, client):
+        await client.get_group_audiences(GROUP)
+        clock.advance(TTL * 0.85)
+        server.pause()
+        await client.get_group_audiences(GROUP)
+        await server.wait_for_requests(2)
+        await client.aclose()
+        assert client._flights._tasks == set()
+        server.resume()
+    assert client.cache_stats.refreshes == 0
+
+
+async def test_refreshes_wait_for_the_rate_limit() -> None:
+    """A refresh draws from the same bucket as foreground lookups."""
+    clock = FakeClock()
+    limit = RateLimit(4, period=1.0, burst=1)
+    async with refreshing(clock=clock, rate_limit=limit) as (server, client):
+        await client.get_group_audiences(GROUP)  # spends the only token
+        clock.advance(TTL * 0.85)
+        await client.get_group_audiences(GROUP)
+        await refresh_done(client)
+        waited = client.rate_limit_wait_seconds
+        stats = client.cache_stats
+    assert stats.refreshes == 1
+    assert waited > 0
+    assert server.request_count(GROUP) == 2
