@@ -263,6 +263,7 @@ class RedisTier:
         self._held: weakref.WeakSet[_Lease] = weakref.WeakSet()
         self._renewer: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing: asyncio.Task[None] | None = None
         #: Fills, abandons and renewals that did not reach Redis (they never raise).
         self.lease_errors = 0
 
@@ -323,10 +324,13 @@ class RedisTier:
     async def aclose(self) -> None:
         """Release the leases this tier holds, stop its tasks, close what it opened.
 
-        A caller's client stays open. Idempotent."""
-        if self._closed:
-            return
-        self._closed = True
+        A caller's client stays open. Idempotent; a cancelled call still closes."""
+        if self._closing is None:
+            self._closed = True
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         leases = list(self._held)
         if leases:  # others need not wait them out
             await asyncio.gather(*(lease.abandon() for lease in leases))

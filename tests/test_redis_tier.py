@@ -862,6 +862,23 @@ async def test_aclose_closes_what_the_tier_opened(
         view_of(tier)
 
 
+async def test_cancelled_aclose_still_closes(srv: RedisServer, raw: redis.asyncio.Redis) -> None:
+    """An aclose cancelled halfway (here while releasing a lease) finishes anyway."""
+    tier = RedisTier(srv.url)
+    view = view_of(tier)
+    await ready(tier)
+    lease = await view.claim("g1")
+    assert not isinstance(lease, float)
+    closing = asyncio.ensure_future(tier.aclose())
+    await asyncio.sleep(0)
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await tier.aclose()
+    assert await tier_connections(raw) == 0
+    assert await all_keys(raw) == []  # the lease was released
+
+
 async def test_tier_attached_outside_a_loop_starts_with_its_first_operation(
     srv: RedisServer,
 ) -> None:
