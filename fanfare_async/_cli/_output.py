@@ -8,16 +8,18 @@ from typing import Any, BinaryIO
 
 import msgspec
 
+from .._api_errors import api_error_text
 from .._exceptions import APIError, FanfareError
 from .._models import Audience, encode_audiences
 
 
 def error_info(exc: FanfareError) -> dict[str, Any]:
-    """The error's type, HTTP status (or None) and message, for NDJSON and stderr."""
+    """The error's type, HTTP status (or None) and readable text, for NDJSON and stderr
+    (for an APIError, the text without status and url, not the body's bare message)."""
     info: dict[str, Any] = {"type": type(exc).__name__, "status": None, "message": str(exc)}
     if isinstance(exc, APIError):
         info["status"] = exc.status_code
-        info["message"] = exc.message
+        info["message"] = api_error_text(exc)
         if exc.request_id:
             info["request_id"] = exc.request_id
     return info
