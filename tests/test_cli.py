@@ -19,7 +19,7 @@ import pytest
 
 from fanfare_async import Audience, decode_group_audiences
 from fanfare_async._cli import main
-from fanfare_async.testing import MockFanfareServer
+from fanfare_async.testing import Fault, MockFanfareServer
 
 pytestmark = pytest.mark.anyio
 
@@ -103,12 +103,77 @@ async def test_get_several_ids_prints_an_object(server: MockFanfareServer) -> No
     assert as_models(document[b]) == as_models(server.body_for(b))
 
 
-async def test_get_unknown_id_fails(server: MockFanfareServer) -> None:
-    """An unknown id: exit 1, the error on stderr, nothing on stdout."""
-    run = await run_cli("get", server.group_ids[0], "no-such-group", env=cli_env(server))
+async def test_get_unknown_id_next_to_good_ids(server: MockFanfareServer) -> None:
+    """`get A missing B`: exit 1, {A, B} on stdout as for all-success, the 404 on stderr."""
+    a, b = server.group_ids[:2]
+    run = await run_cli("get", a, "no-such-group", b, env=cli_env(server))
+    assert run.code == 1
+    document = msgspec.json.decode(run.out)
+    assert list(document) == [a, b]
+    assert as_models(document[a]) == as_models(server.body_for(a))
+    assert as_models(document[b]) == as_models(server.body_for(b))
+    assert run.out.count(b"\n") == 1  # one document
+    assert run.err == (
+        "fanfare-async: no-such-group: NotFoundError (404): "
+        "Audience group no-such-group not found [GROUP_NOT_FOUND]\n"
+    )
+    assert server.secret_key not in run.err
+
+
+async def test_get_one_unknown_id_prints_nothing(server: MockFanfareServer) -> None:
+    """`get missing`: exit 1, nothing on stdout, the error on stderr."""
+    run = await run_cli("get", "no-such-group", env=cli_env(server))
     assert run.code == 1
     assert run.out == b""
     assert "no-such-group: NotFoundError (404)" in run.err
+
+
+async def test_get_every_id_failing_prints_nothing(server: MockFanfareServer) -> None:
+    """`get x y` with no id found: exit 1, nothing on stdout, one stderr line per id."""
+    run = await run_cli("get", "missing-1", "missing-2", env=cli_env(server))
+    assert run.code == 1
+    assert run.out == b""
+    lines = run.err.splitlines()
+    assert [line.split(": ")[1] for line in lines] == ["missing-1", "missing-2"]
+    assert all("NotFoundError (404)" in line for line in lines)
+
+
+async def test_get_one_good_id_and_one_failing_keeps_the_object_shape(
+    server: MockFanfareServer,
+) -> None:
+    """Two ids given, one found: stdout is still an object {id: array}, not a bare array."""
+    a = server.group_ids[0]
+    run = await run_cli("get", "no-such-group", a, env=cli_env(server))
+    assert run.code == 1
+    document = msgspec.json.decode(run.out)
+    assert isinstance(document, dict)
+    assert list(document) == [a]
+
+
+async def test_get_proxy_page_reads_once_on_stderr(server: MockFanfareServer) -> None:
+    """A 502 nginx page for one id reads "ServerError (502): Bad Gateway"; the other prints."""
+    a, b = server.group_ids[:2]
+    page = (
+        b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway"
+        b"</h1></center><hr><center>nginx/1.22.1</center></body></html>"
+    )
+    server.inject(Fault.error(502, body=page), group_id=b)
+    run = await run_cli("get", "--max-retries", "0", a, b, env=cli_env(server))
+    assert run.code == 1
+    assert list(msgspec.json.decode(run.out)) == [a]
+    assert run.err == f"fanfare-async: {b}: ServerError (502): Bad Gateway\n"
+
+
+async def test_get_rejected_key_exits_1_with_readable_errors(server: MockFanfareServer) -> None:
+    """A rejected key: exit 1, nothing on stdout, the API's error text per id, no key shown."""
+    key = "sk_test_not_the_right_key_0000"
+    a, b = server.group_ids[:2]
+    run = await run_cli("get", a, b, env=cli_env(server, FANFARE_SECRET_KEY=key))
+    assert run.code == 1
+    assert run.out == b""
+    assert f"{a}: AuthenticationError (401): Secret key required" in run.err
+    assert "None" not in run.err
+    assert key not in run.err
 
 
 # -- bulk ---------------------------------------------------------------------------------

@@ -1,4 +1,8 @@
-"""``get ID...``: print the audiences of the given groups as one JSON document."""
+"""``get ID...``: print the audiences of the given groups as one JSON document.
+
+The document holds every id that succeeded; each failure goes to stderr, and any
+failure makes the exit code 1. When no id succeeded, stdout stays empty.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +18,24 @@ from ._output import audiences_document, error_info, write_json
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the document, or, if any id failed, nothing but each failure on stderr."""
+    """Print the document of the ids that succeeded, then each failure on stderr."""
     try:
         results = asyncio.run(_look_up(args))
     except FanfareConfigError as exc:
         say(f"configuration error: {exc}")
         return EXIT_USAGE
-    failures = [(gid, r) for gid, r in results.items() if isinstance(r, FanfareError)]
+    audiences: dict[str, list[Audience]] = {}
+    failures: list[tuple[str, FanfareError]] = []
+    for group_id, result in results.items():
+        if isinstance(result, FanfareError):
+            failures.append((group_id, result))
+        else:
+            audiences[group_id] = result
+    if audiences:
+        write_json(audiences_document(audiences, single=len(args.ids) == 1))
     for group_id, error in failures:
         say(_describe_failure(group_id, error))
-    if failures:
-        return EXIT_FAILED
-    audiences = {gid: r for gid, r in results.items() if not isinstance(r, FanfareError)}
-    write_json(audiences_document(audiences, single=len(args.ids) == 1))
-    return EXIT_OK
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 async def _look_up(args: argparse.Namespace) -> dict[str, list[Audience] | FanfareError]:
