@@ -101,7 +101,7 @@ def build_api_error(
     )
     # APIError.__init__ takes the text it shows as its message; the attribute is the
     # body's own field. (Its annotation says str: see api_error_text.)
-    exc.message = message  # type: ignore[assignment]
+    exc.message = message
     return exc
 
 

@@ -101,7 +101,7 @@ class APIError(FanfareError):
 
     def __init__(
         self,
-        message: str,
+        message: str | None,
         *,
         status_code: int,
         error: str | None = None,
@@ -117,7 +117,7 @@ class APIError(FanfareError):
         super().__init__(message)
         self.status_code = status_code
         self.error = error
-        self.message = message
+        self.message: str | None = message
         self.code = code
         self.details = details
         self.body = body
@@ -132,7 +132,8 @@ class APIError(FanfareError):
         self.retry_after = retry_after
 
     def __str__(self) -> str:
-        text = f"{self.status_code} {self.message} ({self.method} {self.url})"
+        said = self.args[0] if self.args and self.args[0] else self.message
+        text = f"{self.status_code} {said or 'HTTP error'} ({self.method} {self.url})"
         if self.request_id:
             text += f" [request_id={self.request_id}]"
         return text

@@ -35,6 +35,7 @@ from fanfare_async import (
     TransportError,
     decode_group_audiences,
 )
+from fanfare_async._api_errors import api_error_text
 from fanfare_async.testing import Fault, MockFanfareServer
 
 from .helpers import STATUS_CLASSES, client_for
@@ -96,7 +97,7 @@ async def test_each_status_raises_its_exception(
     assert err.url.endswith(f"/audiences/groups/{server.group_ids[0]}")
     assert err.request_id is not None
     assert err.request_id.startswith("req_")
-    assert err.message
+    assert api_error_text(err)
     assert str(status) in str(err)
     assert server.request_count(server.group_ids[0]) == 1
 
@@ -107,7 +108,7 @@ async def test_unknown_group_is_not_found_with_code(server: MockFanfareServer) -
         with pytest.raises(NotFoundError) as info:
             await client.get_group_audiences("aud_missing")
     assert info.value.code == "GROUP_NOT_FOUND"
-    assert "aud_missing" in info.value.message
+    assert "aud_missing" in (info.value.message or "")
     assert server.request_count("aud_missing") == 1
 
 
@@ -118,7 +119,9 @@ async def test_wrong_key_is_authentication_error(server: MockFanfareServer) -> N
     ) as client:
         with pytest.raises(AuthenticationError) as info:
             await client.get_group_audiences(server.group_ids[0])
-    assert info.value.message == "Secret key required"
+    assert info.value.error == "Secret key required"
+    assert info.value.message is None
+    assert "Secret key required" in str(info.value)
     assert server.total_requests == 1
 
 

@@ -231,11 +231,6 @@ READABLE_BODIES = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="APIError.__str__ prints .message, which is None for these bodies; it should print"
-    " args[0] (the text build_api_error composes). _exceptions.py is not this change's file.",
-)
 def test_str_shows_status_text_method_and_url() -> None:
     """str(exc) is "{status} {text} (GET url)" for every body shape, never "None"."""
     for status, body in READABLE_BODIES:
