@@ -59,24 +59,29 @@ def encode_value(body: bytes, *, not_found: bool, grace_ms: int) -> bytes:
     return _encode(_Entry(not_found, grace_ms, body))
 
 
-def decode_value(raw: object, pttl_ms: object) -> SharedValue | None:
-    """The value read back with its remaining lifetime on Redis's clock, or None.
+def decode_value(reply: object) -> SharedValue | None:
+    """The GET script's reply, ``b"<pttl_ms>:<envelope>"``, as a value, or None.
 
-    ``pttl_ms`` is what PTTL said in the same script: a value without an
-    expiry (-1), or one that expires now, is a miss like an undecodable one.
+    The remaining lifetime is PTTL's, on Redis's clock, read in the same script:
+    a value without an expiry (-1), or one that expires now, is a miss like an
+    undecodable one.
     """
-    if type(pttl_ms) is not int or pttl_ms <= 0:
+    if type(reply) is not bytes:
         return None
+    colon = reply.find(b":", 0, 24)
     try:
-        entry = _decode(raw)  # type: ignore[arg-type]
-    except (msgspec.DecodeError, TypeError):
+        pttl = int(reply[:colon])
+        entry = _decode(memoryview(reply)[colon + 1 :])
+    except (ValueError, msgspec.DecodeError):  # DecodeError is a ValueError; both named
+        return None
+    if pttl <= 0:
         return None
     grace = entry.grace_ms
     return SharedValue(
         entry.body,
         entry.not_found,
-        (pttl_ms - grace) / 1000,
-        (grace if grace < pttl_ms else pttl_ms) / 1000,
+        (pttl - grace) / 1000,
+        (grace if grace < pttl else pttl) / 1000,
     )
 
 

@@ -104,6 +104,7 @@ class Link:
         self._reader: asyncio.Task[None] | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._timer: asyncio.Handle | None = None
+        self._last_reply = 0.0  # loop time of the last reply read
         self._closed = False
         #: Connections made, for tests and repr.
         self.connects = 0
@@ -180,6 +181,8 @@ class Link:
     async def _read(self, conn: AbstractConnection) -> None:
         pending = self._pending
         read = conn.read_response
+        loop = asyncio.get_running_loop()
+        self._last_reply = loop.time()
         while True:
             try:
                 reply = await read(disable_decoding=True, timeout=math.inf)
@@ -197,27 +200,51 @@ class Link:
                     await conn.disconnect(nowait=True)
                 self._drop("Redis sent a reply nobody asked for", from_reader=True)
                 return
+            self._last_reply = loop.time()
             if not future.done():
                 future.set_result(reply)
 
     def _expire(self, confirm: bool = False) -> None:
+        """The timer: fail the commands past their deadline; drop a stuck connection.
+
+        A loop that was busy past a deadline runs this timer in the same pass as the
+        read event of the late replies, before the reader task has read them; so a
+        deadline that has passed is judged one pass later (``confirm``), once the
+        reader has had its turn. A command past its deadline fails alone (its reply
+        is read and dropped later); the connection is dropped only when Redis has
+        answered nothing for ``timeout`` seconds while commands wait.
+        """
         self._timer = None
         loop: asyncio.AbstractEventLoop = self._loop  # type: ignore[assignment]
-        deadlines = [deadline for _, deadline in self._pending]
-        deadlines.extend(deadline for _, deadline, _ in self._backlog)
-        if not deadlines:
+        now = loop.time()
+        entries = [(f, d) for f, d in self._pending if not f.done()]
+        entries.extend((f, d) for f, d, _ in self._backlog if not f.done())
+        pending = self._pending
+        due = min((deadline for _, deadline in entries), default=math.inf)
+        if pending:
+            due = min(due, self._stuck_at())
+        if due > now:
+            if due < math.inf:
+                self._timer = loop.call_at(due, self._expire)
             return
-        first = min(deadlines)
-        if first > loop.time():
-            self._timer = loop.call_at(first, self._expire)
-        elif not confirm:
-            # A loop that was busy past the deadline runs this timer in the same pass as
-            # the read event of the late replies, before the reader task has read them:
-            # judge after one more pass, once the reader has had its turn.
+        if not confirm:
             self._timer = loop.call_soon(self._expire, True)
-        else:
-            logger.debug("Redis tier: no answer within %s s, closing the connection", self._timeout)
+            return
+        for future, deadline in entries:
+            if deadline <= now:
+                future.set_exception(
+                    SharedTierError(f"Redis did not answer within {self._timeout} s")
+                )
+        if pending and self._stuck_at() <= now:
+            logger.debug("Redis tier: no answer for %s s, closing the connection", self._timeout)
             self._drop(f"Redis did not answer within {self._timeout} s")
+            return
+        self._expire()  # arm for the next deadline
+
+    def _stuck_at(self) -> float:
+        """When the connection counts as stuck: ``timeout`` after the later of the last
+        reply and the sending of the oldest command still unanswered."""
+        return max(self._last_reply + self._timeout, self._pending[0][1])
 
     def _drop(self, reason: str, *, from_reader: bool = False) -> None:
         """Fail every command in flight or waiting, and close the connection."""

@@ -36,11 +36,12 @@ def _lua(text: str) -> Script:
 FILLED: Final = b"="
 FILLED_MS: Final = 1000
 
-# KEYS[1] value. Reply: {envelope, pttl_ms}, or nil. A key of another type is a miss.
+# KEYS[1] value. Reply: "<pttl_ms>:<envelope>" (one bulk string parses cheaper than an
+# array of two), or nil. A key of another type is a miss.
 GET = _lua("""
 local v = redis.pcall('GET', KEYS[1])
 if type(v) ~= 'string' then return false end
-return {v, redis.call('PTTL', KEYS[1])}
+return redis.call('PTTL', KEYS[1]) .. ':' .. v
 """)
 
 # KEYS[1] lease, KEYS[2] value; ARGV[1] token, ARGV[2] lease ms.

@@ -492,19 +492,13 @@ class _View:
     async def get(self, key: str) -> SharedValue | None:
         vkey = self._names.value_prefix + key.encode()
         reply = await self._tier._run(b"%s$%d\r\n%s\r\n" % (self._get_head, len(vkey), vkey))
-        if type(reply) is list and len(reply) == 2:
-            return decode_value(reply[0], reply[1])
-        if reply is None:
-            return None
+        if type(reply) is bytes:
+            return decode_value(reply)
         if isinstance(reply, NoScriptError):
             reply = await self._tier._run(pack(b"EVAL", GET.source, b"1", vkey))
-            if type(reply) is list and len(reply) == 2:
-                return decode_value(reply[0], reply[1])
-            if reply is None:
-                return None
         if isinstance(reply, ResponseError):
             raise SharedTierError(f"Redis refused a read: {reply}")
-        return None
+        return decode_value(reply)
 
     async def put(
         self, key: str, body: bytes, *, not_found: bool, ttl: float, grace: float

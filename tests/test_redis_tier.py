@@ -984,16 +984,14 @@ def test_circuit_cancelled_probe_lets_the_next_operation_probe() -> None:
 def test_decode_value_uses_the_remaining_lifetime() -> None:
     """fresh_for = remaining - grace, stale_for = min(grace, remaining); no TTL is a miss."""
     raw = encode_value(b"[]", not_found=False, grace_ms=10_000)
-    value = decode_value(raw, 25_000)
+    value = decode_value(b"25000:" + raw)
     assert value is not None
     assert (value.fresh_for, value.stale_for) == (15.0, 10.0)
-    stale = decode_value(raw, 4_000)
+    stale = decode_value(b"4000:" + raw)
     assert stale is not None
     assert (stale.fresh_for, stale.stale_for) == (-6.0, 4.0)
-    assert decode_value(raw, -1) is None
-    assert decode_value(raw, 0) is None
-    assert decode_value(b"junk", 1000) is None
-    assert decode_value(None, 1000) is None
+    for reply in [b"-1:" + raw, b"0:" + raw, b"25000:junk", b"junk", b":" + raw, None, 7]:
+        assert decode_value(reply) is None
 
 
 def test_namespace_is_a_stable_one_way_hash() -> None:
