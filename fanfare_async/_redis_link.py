@@ -8,10 +8,11 @@ command and awaits a future; the reader task reads the replies in order and
 resolves the futures (Redis answers one connection's commands in order). So
 concurrent lookups pipeline on one socket, a lookup costs no pool checkout, and
 a caller that is cancelled costs nothing: its reply is read and dropped, the
-connection stays in step. One timer enforces the per-operation timeout: when a
-command has waited ``timeout`` seconds the connection is taken as stuck, closed,
-and every command on it fails with :class:`SharedTierError`; the next command
-reconnects in the background, waiting for it within its own timeout.
+connection stays in step. One timer enforces the per-operation timeout: a
+command unanswered after ``timeout`` seconds fails with :class:`SharedTierError`;
+when Redis has answered nothing for that long the connection counts as stuck,
+is closed, and every command on it fails; the next command reconnects in the
+background, waiting for it within its own timeout.
 
 :class:`Subscriber` holds the tier's one pub/sub connection, reconnects with
 backoff when it breaks (a PING each ``HEARTBEAT`` seconds of silence detects a

@@ -22,7 +22,8 @@ or a lost connection opens the tier's circuit (``available`` is False for
 which one operation probes Redis again.
 
 A tier is bound to the event loop it first runs in; close it with
-``await tier.aclose()`` in that loop.
+``await tier.aclose()`` in that loop. ``await tier.connect()`` opens the
+connections ahead of the first lookup (optional).
 """
 
 from __future__ import annotations
@@ -169,7 +170,8 @@ class RedisTier:
       organization; by default each (base URL, secret key) gets its own,
       derived by a one-way hash.
     - ``timeout`` (:data:`DEFAULT_TIMEOUT`): the most seconds one operation waits
-      for Redis; ``lease`` (:data:`DEFAULT_LEASE`): see :meth:`SharedCache.claim`.
+      for Redis; ``lease`` (:data:`DEFAULT_LEASE`): the most seconds a process
+      that stopped renewing keeps the others from fetching a group.
     - ``prefix`` (:data:`DEFAULT_PREFIX`): first word of every key and channel.
     - ``cooldown`` / ``max_cooldown`` (:data:`DEFAULT_COOLDOWN`,
       :data:`DEFAULT_MAX_COOLDOWN`): how long the circuit stays open.
