@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, soak
+from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, shared, soak
 from ._common import FULL, QUICK, Section, Sizes, machine
 from ._report import markdown, write_json
 
@@ -22,6 +22,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "fanout": fanout.run,
     "soak": soak.run,
     "ratelimit": ratelimit.run,
+    "shared": shared.run,
 }
 
 

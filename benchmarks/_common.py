@@ -41,6 +41,23 @@ class Sizes:
     rl_limit: int
     rl_period: float
     rl_requests: int
+    # shared tier: L2 hits, cold lookups, Redis down; N processes over one group set
+    tier_lookups: int
+    tier_warmup: int
+    tier_rounds: int
+    tier_group_set: int
+    tier_processes: tuple[int, ...]
+    tier_process_rounds: int
+    # refresh-ahead: a hot set read by concurrent callers across several TTLs
+    ra_ttl: float
+    ra_warmup_ttls: float
+    ra_measured_ttls: float
+    ra_rounds: int
+    # bare 429s: a bulk run behind a limiter of R requests/s
+    bare_rate: int
+    bare_ids: int
+    bare_concurrency: tuple[int, ...]
+    bare_rounds: int
 
 
 FULL = Sizes(
@@ -61,6 +78,20 @@ FULL = Sizes(
     rl_limit=100,
     rl_period=5.0,
     rl_requests=300,
+    tier_lookups=5_000,
+    tier_warmup=500,
+    tier_rounds=5,
+    tier_group_set=2_000,
+    tier_processes=(1, 2, 4, 8),
+    tier_process_rounds=3,
+    ra_ttl=2.0,
+    ra_warmup_ttls=1.0,
+    ra_measured_ttls=5.0,
+    ra_rounds=3,
+    bare_rate=200,
+    bare_ids=2_000,
+    bare_concurrency=(32, 64),
+    bare_rounds=3,
 )
 QUICK = Sizes(
     quick=True,
@@ -80,6 +111,20 @@ QUICK = Sizes(
     rl_limit=20,
     rl_period=1.0,
     rl_requests=50,
+    tier_lookups=300,
+    tier_warmup=64,
+    tier_rounds=1,
+    tier_group_set=200,
+    tier_processes=(2,),
+    tier_process_rounds=1,
+    ra_ttl=1.0,
+    ra_warmup_ttls=1.0,
+    ra_measured_ttls=1.0,
+    ra_rounds=1,
+    bare_rate=200,
+    bare_ids=100,
+    bare_concurrency=(64,),
+    bare_rounds=1,
 )
 
 
@@ -196,6 +241,7 @@ _PACKAGES = (
     "async-lru",
     "uvloop",
     "psutil",
+    "redis",
 )
 
 
@@ -220,6 +266,9 @@ def machine(loops: Sequence[str]) -> dict[str, Any]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "absent"
+    from ._redis import redis_server_version  # the shared-tier benchmark's server
+
+    versions["redis-server"] = redis_server_version()
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
     return {
         "cores": cores(),
