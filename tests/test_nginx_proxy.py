@@ -7,8 +7,9 @@ fail without it in CI. Every proxy writes its own config into a temp dir, listen
 
 from __future__ import annotations
 
+import socket
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 
 import pytest
@@ -18,6 +19,7 @@ from fanfare_async import (
     Audience,
     FanfareClient,
     FanfareError,
+    ServerError,
     decode_group_audiences,
 )
 from fanfare_async.testing import MockFanfareServer
@@ -83,6 +85,14 @@ def describe(failed: dict[str, FanfareError]) -> str:
     return f"{len(failed)} id(s) failed, e.g. {shown}"
 
 
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A 127.0.0.1 port that refuses connections: bound (so no one else takes it), not listening."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 async def test_bulk_run_through_gzip_and_keepalive_closes_matches_direct_run() -> None:
     """2,000 ids through nginx (gzip, connections closed every 50 requests) equal a direct run."""
     async with MockFanfareServer(groups=GROUPS) as server:
@@ -105,6 +115,21 @@ async def test_bulk_run_through_gzip_and_keepalive_closes_matches_direct_run() -
     assert all(entry.status == 200 and entry.gzipped for entry in entries)
     assert max(entry.connection_requests for entry in entries) == KEEPALIVE_REQUESTS
     assert len({entry.connection for entry in entries}) >= GROUPS // KEEPALIVE_REQUESTS
+
+
+async def test_502_from_nginx_reads_bad_gateway_once(refused_port: int) -> None:
+    """nginx's HTML 502 page (upstream down) reads as "502 Bad Gateway" once in the error."""
+    async with (
+        MockFanfareServer(groups=1) as server,
+        nginx_proxy(f"http://127.0.0.1:{refused_port}") as proxy,
+        FanfareClient(
+            server.secret_key, base_url=via(proxy.url, server), rate_limit=None, max_retries=0
+        ) as client,
+    ):
+        with pytest.raises(ServerError) as caught:
+            await client.get_group_audiences(server.group_ids[0])
+    assert caught.value.status_code == 502
+    assert str(caught.value).count("502 Bad Gateway") == 1, str(caught.value)
 
 
 async def test_bulk_run_behind_bare_429_limiter_answers_every_id(
