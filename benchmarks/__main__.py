@@ -9,7 +9,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, shared, soak
+from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, refresh, shared, soak
 from ._common import FULL, QUICK, Section, Sizes, machine
 from ._report import markdown, write_json
 
@@ -23,6 +23,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "soak": soak.run,
     "ratelimit": ratelimit.run,
     "shared": shared.run,
+    "refresh": refresh.run,
 }
 
 
