@@ -9,7 +9,19 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from . import cache, decode, e2e, fanout, instructions, memory, ratelimit, refresh, shared, soak
+from . import (
+    cache,
+    decode,
+    e2e,
+    fanout,
+    instructions,
+    memory,
+    ratelimit,
+    ratelimit429,
+    refresh,
+    shared,
+    soak,
+)
 from ._common import FULL, QUICK, Section, Sizes, machine
 from ._report import markdown, write_json
 
@@ -22,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "fanout": fanout.run,
     "soak": soak.run,
     "ratelimit": ratelimit.run,
+    "ratelimit429": ratelimit429.run,
     "shared": shared.run,
     "refresh": refresh.run,
 }

@@ -10,6 +10,7 @@ Contenders:
 - ``fanfare``: ``FanfareClient.iter_group_audiences`` (no rate limit by default, cache of
   ``--cache-maxsize``);
 - ``fanfare-pool``: N workers awaiting ``get_group_audiences(id, use_cache=False)``;
+- ``fanfare-many``: one ``get_many_group_audiences(ids, concurrency=N)``;
 - ``floor``: one aiohttp ``ClientSession``, N workers, ``msgspec`` decode into the package's
   ``Audience`` struct: the least a client can do;
 - ``bare``: the same loop without decoding;
@@ -109,7 +110,7 @@ async def _with_httpx(args: argparse.Namespace, measure: Any) -> Any:
         return await measure(make_runner)
 
 
-async def _with_fanfare(args: argparse.Namespace, measure: Any) -> Any:
+async def _with_fanfare(args: argparse.Namespace, measure: Any, report: dict[str, Any]) -> Any:
     from fanfare_async import FanfareClient, FanfareError, RateLimit
 
     limit = None
@@ -140,9 +141,20 @@ async def _with_fanfare(args: argparse.Namespace, measure: Any) -> Any:
 
             return one
 
-        if args.contender == "fanfare-pool":
-            return await measure(make_runner)
-        return await measure(None, bulk)
+        async def many(ids: list[str], errors: Counter[str], answered: set[str]) -> None:
+            results = await client.get_many_group_audiences(ids, concurrency=args.concurrency)
+            for gid, result in results.items():
+                answered.add(gid)
+                if isinstance(result, FanfareError):
+                    errors[type(result).__name__] += 1
+
+        try:
+            if args.contender == "fanfare-pool":
+                return await measure(make_runner)
+            return await measure(None, many if args.contender == "fanfare-many" else bulk)
+        finally:
+            report["rate_limit_wait_seconds"] = client.rate_limit_wait_seconds
+            report["rate_in_force"] = client.rate_limit_state.rate
 
 
 class _GcTimer:
@@ -221,8 +233,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             gc_collections=list(gc_timer.collections),
         )
 
-    if args.contender in ("fanfare", "fanfare-pool"):
-        await _with_fanfare(args, measure)
+    if args.contender in ("fanfare", "fanfare-pool", "fanfare-many"):
+        await _with_fanfare(args, measure, report)
     elif args.contender in ("floor", "bare"):
         await _with_aiohttp(args, args.contender == "floor", measure)
     else:
@@ -234,7 +246,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks._loadgen")
-    parser.add_argument("contender", choices=("fanfare", "fanfare-pool", "floor", "bare", "httpx"))
+    parser.add_argument(
+        "contender", choices=("fanfare", "fanfare-pool", "fanfare-many", "floor", "bare", "httpx")
+    )
     parser.add_argument("--url", required=True)
     parser.add_argument("--key", required=True)
     parser.add_argument("--seed", type=int, required=True)

@@ -7,7 +7,8 @@ line on stdin with a JSON line of counters, and exits when stdin closes.
 - ``minimal``: a bare aiohttp app serving pre-generated bodies for any id
   (auth checked for presence only): the throughput server.
 - ``mock``: :class:`fanfare_async.testing.MockFanfareServer` with the given
-  latency, rate limit and faults; the ids of ``group_ids(seed, ids)`` are
+  latency, rate limit (``--bare-429``: a proxy's bare 429s, no rate-limit headers)
+  and faults; the ids of ``group_ids(seed, ids)`` are
   registered with pre-generated bodies so the double spends no time generating.
 """
 
@@ -93,6 +94,7 @@ async def _mock(args: argparse.Namespace) -> None:
         fault_kinds=faults,
         fault_seed=SEED,
         record_requests=False,
+        rate_limit_headers=not args.bare_429,
     )
     for gid in group_ids(args.seed, args.ids):
         server.set_group(gid, pick(pool, gid))
@@ -119,6 +121,9 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=int, default=None)
     parser.add_argument("--rate-period", type=float, default=60.0)
     parser.add_argument("--fault-rate", type=float, default=0.0)
+    parser.add_argument(
+        "--bare-429", action="store_true", help="mock: a proxy's bare 429s (no rate-limit headers)"
+    )
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="uvloop")
     args = parser.parse_args()
     pin(args.cpu)
