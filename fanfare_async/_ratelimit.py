@@ -22,11 +22,14 @@ import asyncio
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from ._config import RateLimit
 from ._exceptions import RateLimitError
+from ._retry import parse_http_date
+from ._shared import SharedBudget, SharedTierError
 
 # Float slack so that 0.9999999 refilled tokens count as one.
 _ONE = 1.0 - 1e-9
@@ -56,6 +59,14 @@ MIN_INCREASE_PER_SECOND = 2.0
 #: Without a configured rate, the adapted one is dropped once it exceeds this many times
 #: the sending rate measured when the limiter first pushed back.
 _UNLIMITED_AFTER = 2.0
+#: A host clock further than this from the server's ``Date`` is not used to read
+#: ``X-RateLimit-Reset`` timestamps (seconds).
+CLOCK_SKEW_TOLERANCE = 2.0
+#: Without the tier, a process that never learned how many share the budget takes
+#: this fraction of it: 1/DEFAULT_FALLBACK_PROCESSES.
+DEFAULT_FALLBACK_PROCESSES = 4
+# An adapted rate is shared for at most this many seconds (it climbs back meanwhile).
+_SHARED_ADAPT_MAX = 60.0
 # How many recent sends the measured sending rate is taken over.
 _RECENT_SENDS = 64
 
@@ -144,6 +155,15 @@ class RateLimiter:
         self._turn = asyncio.Lock()  # waiters queue up in FIFO order
         self._state = RateLimitState(rate=self._rate)
         self.waited_seconds = 0.0
+        # A budget shared by every process of a tier's namespace (see share()).
+        self._budget: SharedBudget | None = None
+        self._budget_ok: Callable[[], bool] = _never
+        self._share = 1.0  # the fraction of the rate this process takes while on its own
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._date_header: str | None = None
+        self._date_time: float | None = None
+        self.held = 0  # requests that waited in acquire for a sleep (theirs or one ahead)
+        self._slept = 0  # sleeps of acquire() over so far
 
     @property
     def state(self) -> RateLimitState:
@@ -179,7 +199,10 @@ class RateLimiter:
             return hold - now
         rate = self._rate
         if rate is not None:
-            tokens = min(self._capacity, self._tokens + (now - self._updated) * rate)
+            share = self._share
+            capacity = self._capacity if share == 1.0 else max(1.0, self._capacity * share)
+            rate *= share
+            tokens = min(capacity, self._tokens + (now - self._updated) * rate)
             self._updated = now
             if tokens < _ONE:
                 self._tokens = tokens
@@ -190,9 +213,17 @@ class RateLimiter:
         self._recent.append(now)
         return 0.0
 
+    def share(self, budget: SharedBudget, available: Callable[[], bool]) -> None:
+        """Draw from ``budget``, shared by every process of a tier's namespace, while
+        ``available()``; otherwise from a local bucket at a fair share of the rate."""
+        self._budget = budget
+        self._budget_ok = available
+
     def try_acquire(self) -> int | None:
         """Count a request that may go out now and return its send number; None: it
         may not, call :meth:`acquire`."""
+        if self._budget is not None:
+            return None  # the shared budget answers only in acquire()
         if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
             return self._sent
         return None
@@ -204,8 +235,10 @@ class RateLimiter:
         Raises RateLimitError at once when the client is held for longer than
         ``max_pause`` seconds.
         """
-        if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
+        budget = self._budget
+        if budget is None and not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
             return self._sent
+        slept = self._slept
         async with self._turn:
             while True:
                 now = self._monotonic()
@@ -217,11 +250,67 @@ class RateLimiter:
                         retry_after=held,
                         status_code=429,
                     )
-                wait = self._try_take(now)
+                if budget is not None and self._budget_ok():
+                    wait = await self._take_shared(budget)
+                    if wait is None:
+                        continue  # the tier failed: on our own from now on
+                    if wait > max_pause:
+                        raise RateLimitError(
+                            f"the shared rate limit holds requests for {wait:.1f}s, "
+                            f"longer than max_retry_wait={max_pause:g}s",
+                            retry_after=wait,
+                            status_code=429,
+                        )
+                else:
+                    self._share_alone()
+                    wait = self._try_take(now)
                 if wait <= 0.0:
+                    if self._slept != slept:  # it slept, or queued behind one who did
+                        self.held += 1
                     return self._sent
                 self.waited_seconds += wait
-                await asyncio.sleep(wait)
+                try:
+                    await asyncio.sleep(wait)
+                finally:
+                    self._slept += 1
+
+    async def _take_shared(self, budget: SharedBudget) -> float | None:
+        """Draw from the shared budget: 0.0 (counted), the seconds to wait, or None when
+        the tier failed."""
+        self._share = 1.0
+        rate = self._rate
+        burst = int(self._capacity) if rate is not None else 1
+        try:
+            wait = await budget.take(rate or 0.0, burst)
+        except SharedTierError:
+            self._share_alone()
+            return None
+        if wait <= 0.0:
+            now = self._monotonic()
+            self._sent += 1
+            self._in_flight += 1
+            self._recent.append(now)
+        return wait
+
+    def _share_alone(self) -> None:
+        """Without the tier, take a fair share of the rate: the processes it last
+        counted, or DEFAULT_FALLBACK_PROCESSES when it never answered."""
+        budget = self._budget
+        if budget is None:
+            return
+        members = budget.members
+        self._share = 1.0 / (members if members is not None else DEFAULT_FALLBACK_PROCESSES)
+
+    def _publish(self, update: Coroutine[Any, Any, None]) -> None:
+        """Tell the other processes (a hold, an adapted rate) in the background."""
+        try:
+            task = asyncio.get_running_loop().create_task(update)
+        except RuntimeError:  # no loop (a pure test): nobody to tell
+            update.close()
+            return
+        self._publishing.add(task)
+        task.add_done_callback(_published)
+        task.add_done_callback(self._publishing.discard)
 
     def release(self) -> None:
         """A request sent after :meth:`acquire` has its answer (or failed)."""
@@ -248,7 +337,7 @@ class RateLimiter:
             elif self._bare_streak or self._increase:
                 self._succeeded(sent)
             return
-        wall_now = self._wall()
+        wall_now = self._server_wall(headers.get("Date"))
         state = RateLimitState(
             _int_header(limit), _int_header(remaining), _reset_header(reset, wall_now)
         )
@@ -269,11 +358,29 @@ class RateLimiter:
                 self._window_remaining = state.remaining
                 self._window_seq = self._sent
                 self._window_until = self._monotonic() + (usable_reset - wall_now)
+                if state.remaining <= 0 and self._budget is not None and self._budget_ok():
+                    self._publish(self._budget.hold(usable_reset - wall_now))
         if rejected:
             until_reset = None if usable_reset is None else usable_reset - wall_now
             self._rejected(sent, status, retry_after, until_reset)
         elif self._bare_streak or self._increase:
             self._succeeded(sent)
+
+    def _server_wall(self, date: str | None) -> float:
+        """The wall clock to read an ``X-RateLimit-Reset`` timestamp against: this host's,
+        unless it disagrees with the response's ``Date`` by more than
+        :data:`CLOCK_SKEW_TOLERANCE` (a host whose clock is off); then the server's."""
+        wall = self._wall()
+        if date is None:
+            return wall
+        if date != self._date_header:  # it changes once a second: parse it once
+            self._date_header = date
+            self._date_time = parse_http_date(date)
+        server = self._date_time
+        if server is None:
+            return wall
+        server += 0.5  # Date has whole seconds: the middle of that second
+        return wall if abs(server - wall) <= CLOCK_SKEW_TOLERANCE else server
 
     def _rejected(
         self, sent: int, status: int, retry_after: float | None, until_reset: float | None
@@ -304,6 +411,9 @@ class RateLimiter:
         self._increase = max(rate * INCREASE_PER_SECOND, MIN_INCREASE_PER_SECOND)
         self._increased = now
         self._decreased_seq = self._sent + 1
+        if self._budget is not None and self._budget_ok():
+            recovery = min((self._ceiling - rate) / self._increase, _SHARED_ADAPT_MAX)
+            self._publish(self._budget.adapt(rate, recovery))
 
     def _succeeded(self, sent: int) -> None:
         """An answer that was not a rejection: the streak ends, and the rate climbs back."""
@@ -350,3 +460,15 @@ class RateLimiter:
         until = self._monotonic() + seconds
         if until > self._paused_until:
             self._paused_until = until
+            if self._budget is not None and self._budget_ok():
+                self._publish(self._budget.hold(seconds))
+
+
+def _never() -> bool:
+    return False
+
+
+def _published(task: asyncio.Task[None]) -> None:
+    """A background update is over; a failure of the tier only costs the others' view."""
+    if not task.cancelled():
+        task.exception()

@@ -69,8 +69,41 @@ class Lease(Protocol):
         ...
 
 
+class SharedBudget(Protocol):
+    """The namespace's one request budget, kept by the tier on its own clock.
+
+    Durations go both ways, never timestamps: hosts whose clocks disagree still
+    share one correct rate. Every call raises :class:`SharedTierError` when the
+    tier fails (a timed-out call may have counted; it is never retried).
+    """
+
+    @property
+    def members(self) -> int | None:
+        """How many processes drew from the budget lately (None: not known yet)."""
+        ...
+
+    async def take(self, rate: float, burst: int) -> float:
+        """Draw one request from a bucket of ``rate`` requests/second holding ``burst``
+        (``rate`` 0: no bucket, only the holds and the adapted rate below): 0.0 when
+        granted, else the seconds to wait before asking again."""
+        ...
+
+    async def hold(self, seconds: float) -> None:
+        """No process of the namespace draws for ``seconds`` (never shortens a hold)."""
+        ...
+
+    async def adapt(self, rate: float, seconds: float) -> None:
+        """Every process draws at most ``rate`` requests/second for ``seconds``."""
+        ...
+
+
 class SharedCache(Protocol):
     """One client's view of a shared tier, bound to its namespace."""
+
+    @property
+    def budget(self) -> SharedBudget:
+        """The namespace's request budget."""
+        ...
 
     @property
     def available(self) -> bool:

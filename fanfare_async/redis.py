@@ -50,6 +50,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
     ) from exc
 
 from ._exceptions import FanfareConfigError
+from ._redis_budget import RedisBudget
 from ._redis_circuit import Circuit
 from ._redis_codec import (
     CLEAR,
@@ -475,7 +476,7 @@ class RedisTier:
 class _View:
     """One client's view of the tier (the SharedCache protocol)."""
 
-    __slots__ = ("_attached", "_get_head", "_names", "_on_invalidate", "_tier")
+    __slots__ = ("_attached", "_get_head", "_names", "_on_invalidate", "_tier", "budget")
 
     def __init__(
         self, tier: RedisTier, names: Names, on_invalidate: Callable[[str | None], None]
@@ -484,6 +485,8 @@ class _View:
         self._names = names
         self._on_invalidate = on_invalidate
         self._attached = True
+        #: The namespace's one request budget (the SharedBudget protocol).
+        self.budget = RedisBudget(tier, names.value_prefix[: -len(b"v:")])
         # EVALSHA <sha> 1, waiting for its key: the hot path packs one bulk string.
         self._get_head = b"*4\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n$1\r\n1\r\n" % GET.sha
 
