@@ -8,7 +8,7 @@ import sys
 import time
 import uuid
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
@@ -49,10 +49,34 @@ from ._ratelimit import RateLimiter, RateLimitState
 from ._shared import SharedCache, SharedTier
 from ._transport import Transport
 
+if TYPE_CHECKING:
+    from ._otel import ClientTelemetry
+
 logger = logging.getLogger("fanfare_async")
 
 #: Task.uncancel() (3.11+) lets aclose() interrupt a caller's own fetch cleanly.
 _CAN_UNCANCEL = sys.version_info >= (3, 11)
+
+#: False once importing opentelemetry failed (no otel extra): not tried per client again.
+_otel_available = True
+
+
+def _telemetry_for(client: FanfareClient) -> ClientTelemetry | None:
+    """OpenTelemetry for ``client`` when opentelemetry-api is installed, else None; the
+    only place that imports :mod:`._otel` (importing fanfare_async never does)."""
+    global _otel_available
+    if not _otel_available:
+        return None
+    try:
+        from ._otel import ClientTelemetry
+    except ImportError:
+        _otel_available = False
+        return None
+    telemetry = ClientTelemetry(
+        client, base_url=client._base_url, cache=client._cache, limiter=client._limiter
+    )
+    client._transport.attempt_hook = telemetry.attempt
+    return telemetry
 
 
 class FanfareClient:
@@ -125,9 +149,10 @@ class FanfareClient:
         self._shared = shared
         self._shared_view: SharedCache | None = None
         if shared is not None:
-            self._shared_view = shared.attach(
+            view = self._shared_view = shared.attach(
                 base_url=self._base_url, secret_key=key, on_invalidate=self._dropped_elsewhere
             )
+            self._limiter.share(view.budget, lambda: view.available)
         # The floors of a lookup below the in-process cache.
         self._loader = GroupLoader(
             transport=self._transport,
@@ -141,6 +166,7 @@ class FanfareClient:
         self._runners: set[asyncio.Task[None]] = set()
         self._refresh_ahead = self._cache_config.refresh_ahead > 0
         self._refreshing = 0
+        self._telemetry = _telemetry_for(self)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -274,9 +300,11 @@ class FanfareClient:
         self._check_open()
         cache = self._cache
         flights = self._flights
+        telemetry = self._telemetry
         if not use_cache:
             epoch = self._epoch
-            loaded = await flights.alone(key, lambda: self._loader.load_uncached(key, epoch))
+            load = flights.alone(key, lambda: self._loader.load_uncached(key, epoch))
+            loaded = await (load if telemetry is None else telemetry.lookup(key, False, load))
             return list(loaded.audiences)
         now = self._clock()
         if not in_worker:
@@ -291,15 +319,18 @@ class FanfareClient:
         not_found = cache.fresh_not_found(key, now)
         if not_found is not None:
             raise not_found
-        if flights.in_flight(key):
+        coalesced = flights.in_flight(key)
+        if coalesced:
             cache.coalesced += 1
-            loaded = await flights.join(key, self._epoch)
+            load = flights.join(key, self._epoch)
         else:
             cache.misses += 1
             if in_worker:
-                loaded = await flights.in_caller(key, self._epoch)
+                load = flights.in_caller(key, self._epoch)
             else:
-                loaded = await flights.join(key, self._epoch)
+                load = flights.join(key, self._epoch)
+        # The lookup span (telemetry) is current while the load runs or is spawned.
+        loaded = await (load if telemetry is None else telemetry.lookup(key, coalesced, load))
         if loaded.stale:
             cache.stale_served += 1
         return list(loaded.audiences)

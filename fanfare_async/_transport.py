@@ -9,14 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from . import __about__
-from ._api_errors import build_api_error
+from ._api_errors import api_error_text, build_api_error
 from ._config import TransportConfig
 from ._exceptions import (
     APIError,
@@ -44,6 +46,18 @@ class Fetched:
 
     body: bytes
     date: str | None
+
+
+class AttemptRecord(Protocol):
+    """What an attempt hook returns: told once how the attempt ended."""
+
+    def end(self, status: int, error: BaseException | None) -> None:
+        """``status``: the response's (0: none came); ``error``: what failed the attempt
+        (the library's own error, with the aiohttp one as its cause), None on success."""
+
+
+#: Called as each attempt goes out, with its URL and its number (0: the first send).
+AttemptHook = Callable[[str, int], AttemptRecord]
 
 
 def _translated(exc: BaseException, url: str) -> FanfareError | None:
@@ -95,6 +109,8 @@ class Transport:
         self._session = session
         self._owns_session = session is None
         self._closed = False
+        #: Told about every attempt (telemetry sets it); None: nothing to tell.
+        self.attempt_hook: AttemptHook | None = None
         self._prefix = str(config.base_url) + "/audiences/groups/"
         self._headers = {
             "Authorization": f"Bearer {secret_key}",
@@ -141,12 +157,15 @@ class Transport:
         request_url = URL(url, encoded=True)
         limiter = self._limiter
         config = self._config
+        hook = self.attempt_hook
         attempt = 0
         while True:
             session = self._get_session()
             sent = limiter.try_acquire()
             if sent is None:
                 sent = await limiter.acquire(config.max_retry_wait)
+            record = None if hook is None else hook(url, attempt)
+            status = 0
             try:
                 async with session.get(
                     request_url,
@@ -165,18 +184,24 @@ class Transport:
                             body = await self._read_body(response, url, limit)
                         if logger.isEnabledFor(logging.DEBUG):
                             logger.debug("%s %s -> %d (%d bytes)", _METHOD, url, status, len(body))
+                        if record is not None:
+                            record.end(status, None)
                         return Fetched(body, headers.get("Date"))
                     error: FanfareError = await self._api_error(response, url, sent)
             except FanfareError as exc:
                 error = exc
-            except Exception as exc:
+            except BaseException as exc:  # cancellation too: _translated leaves it alone
                 translated = _translated(exc, url)
                 if translated is None:
+                    if record is not None:
+                        record.end(status, exc)
                     raise
                 translated.__cause__ = exc
                 error = translated
             finally:
                 limiter.release()
+            if record is not None:
+                record.end(status, error)
             await asyncio.sleep(self._retry_delay(error, attempt, url))
             attempt += 1
 
@@ -266,8 +291,9 @@ def _too_large(url: str, limit: int, length: int | None) -> FanfareDecodeError:
 
 
 def _too_long_wait(exc: APIError, retry_after: float) -> RateLimitError:
-    return RateLimitError(
-        f"server asked to wait {retry_after:.0f}s, longer than max_retry_wait: {exc.message}",
+    error = RateLimitError(
+        f"server asked to wait {retry_after:.0f}s, longer than max_retry_wait: "
+        f"{api_error_text(exc)}",
         retry_after=retry_after,
         status_code=exc.status_code,
         error=exc.error,
@@ -279,3 +305,5 @@ def _too_long_wait(exc: APIError, retry_after: float) -> RateLimitError:
         method=exc.method,
         url=exc.url,
     )
+    error.message = exc.message
+    return error
