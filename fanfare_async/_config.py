@@ -14,6 +14,8 @@ from ._exceptions import FanfareConfigError
 
 ENV_SECRET_KEY = "FANFARE_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 ENV_BASE_URL = "FANFARE_BASE_URL"
+#: Read by ``fanfare_async.redis.RedisTier`` (and the command's ``--redis``).
+ENV_REDIS_URL = "FANFARE_REDIS_URL"
 
 DEFAULT_BASE_URL = "https://admin.fanfare.io/api"
 DEFAULT_TIMEOUT = 10.0

@@ -49,6 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         'fanfare_async.redis needs redis-py: pip install "fanfare-async[redis]"'
     ) from exc
 
+from . import _config
 from ._exceptions import FanfareConfigError
 from ._redis_budget import RedisBudget
 from ._redis_circuit import Circuit
@@ -93,7 +94,7 @@ __all__ = [
 logger = logging.getLogger("fanfare_async")
 
 #: The environment variable read when neither ``url`` nor ``client`` is given.
-ENV_REDIS_URL: Final = "FANFARE_REDIS_URL"
+ENV_REDIS_URL: Final = _config.ENV_REDIS_URL
 #: Seconds one Redis operation may take. A healthy Redis answers in well under a
 #: millisecond on a LAN; a cold API lookup is an HTTPS round trip of tens of
 #: milliseconds or more, and the organization's budget is one request per 60 ms.

@@ -351,3 +351,32 @@ async def test_a_dead_holder_is_replaced_once_its_lease_runs_out(srv: RedisServe
     assert audiences
     assert waited <= lease + 1.0
     assert server.request_count(group) == 2
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+async def test_bulk_with_redis_shares_the_cache_between_runs(srv: RedisServer) -> None:
+    """Two `fanfare-async bulk --redis URL` runs over the same ids: the second one makes no
+    API request; FANFARE_REDIS_URL does the same as --redis."""
+    async with MockFanfareServer(groups=30) as server:
+        env = {
+            **os.environ,
+            "FANFARE_SECRET_KEY": server.secret_key,
+            "FANFARE_BASE_URL": server.url,
+            "PYTHONPATH": str(ROOT),
+        }
+        ids = "\n".join(server.group_ids).encode()
+        command = [sys.executable, "-m", "fanfare_async", "bulk", "--no-progress", "-"]
+        first = await anyio.run_process(
+            [*command[:-1], "--redis", srv.url, "-"], input=ids, env=env
+        )
+        after_first = server.total_requests
+        second = await anyio.run_process(
+            command, input=ids, env={**env, "FANFARE_REDIS_URL": srv.url}
+        )
+    assert first.returncode == second.returncode == 0
+    assert after_first == 30
+    assert server.total_requests == 30
+    assert len(second.stdout.splitlines()) == 30
+    assert all(b'"ok":true' in line for line in second.stdout.splitlines())

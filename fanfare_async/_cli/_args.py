@@ -14,6 +14,7 @@ from .._config import (
     DEFAULT_RATE_LIMIT,
     DEFAULT_TIMEOUT,
     ENV_BASE_URL,
+    ENV_REDIS_URL,
     ENV_SECRET_KEY,
 )
 from . import _bulk, _demo, _get, _mock_server
@@ -23,6 +24,7 @@ _EPILOG = f"""\
 environment:
   {ENV_SECRET_KEY}   the secret key (sk_live_... or sk_test_...); required by get and bulk
   {ENV_BASE_URL}     the API root (default https://admin.fanfare.io/api)
+  {ENV_REDIS_URL}    a Redis shared by every process (as --redis URL)
 
 exit codes: 0 all ok, 1 some ids failed (a rejected key included),
             2 usage or configuration error, 130 interrupted (Ctrl-C)
@@ -112,6 +114,13 @@ def _client_options() -> argparse.ArgumentParser:
         help="requests per minute, client-side; 0 disables "
         f"(default {DEFAULT_RATE_LIMIT.requests}, Fanfare's limit)",
     )
+    group.add_argument(
+        "--redis",
+        metavar="URL",
+        default=None,
+        help="share the cache and the rate limit with every process using this Redis "
+        f'(default: ${ENV_REDIS_URL}; needs pip install "fanfare-async[redis]")',
+    )
     return parent
 
 
@@ -139,8 +148,8 @@ def _add_get(commands: Any, client: argparse.ArgumentParser) -> None:
         "get",
         "print the audiences of one or more groups as JSON",
         "Print the audiences of the given groups as JSON on stdout: one id gives its\n"
-        "array, several give an object {id: array}. If any id fails, nothing is printed,\n"
-        "each failure is reported on stderr (type, status, message) and the exit code is 1.",
+        "array, several give an object {id: array} of the ids that succeeded. Each failure\n"
+        "is reported on stderr (type, status, message) and the exit code is then 1.",
         [client],
     )
     sub.add_argument("ids", nargs="+", metavar="ID", help="a group id (UUID or opaque string)")
