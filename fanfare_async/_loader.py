@@ -140,6 +140,8 @@ class GroupLoader:
             if isinstance(claim, SharedTierError):
                 return await self._from_api(key, epoch, stale=stale)
             if isinstance(claim, float):  # another process fetches it: wait for it
+                if claim <= 0.0:  # ... or has just stored it: the newest there is
+                    fresher_than = 0.0
                 await shared.wait(key, claim + _LEASE_SLACK)
                 if not shared.available:
                     break

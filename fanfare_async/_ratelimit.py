@@ -5,10 +5,11 @@ Every rule here is client-wide, so tasks never back off one by one:
 - a token bucket paces requests at the rate in force: the configured
   :class:`RateLimit`, or a lower rate learned from bare 429s (below);
 - the server's window: a response saying ``X-RateLimit-Remaining: r`` lets at
-  most ``r`` more requests go out before ``X-RateLimit-Reset``. The latest
-  response is the truth: only requests sent since it are counted against it,
-  so a server (or a gateway) that keeps answering ``Remaining: 999`` never holds
-  the client back, however many requests were sent;
+  most ``r`` more requests go out before ``X-RateLimit-Reset``, less the other
+  requests still in flight. The latest response is the truth: only requests
+  sent since it (and those still out) count against it, so a server (or a
+  gateway) that keeps answering ``Remaining: 999`` never holds the client
+  back, however many requests were sent;
 - a 429 holds every new request for its ``Retry-After`` (or until a usable
   reset);
 - a 429 or 503 that names no wait (as proxies send them) holds the client for a
@@ -354,8 +355,10 @@ class RateLimiter:
             if usable_reset is None:
                 self._window_remaining = None
             else:
-                # The latest response is the truth; only what is sent from now on counts.
-                self._window_remaining = state.remaining
+                # The latest response is the truth; what counts against it is what is
+                # sent from now on, and the other requests still out (the server may
+                # not have counted them yet).
+                self._window_remaining = state.remaining - max(self._in_flight - 1, 0)
                 self._window_seq = self._sent
                 self._window_until = self._monotonic() + (usable_reset - wall_now)
                 if state.remaining <= 0 and self._budget is not None and self._budget_ok():

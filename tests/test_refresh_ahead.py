@@ -190,3 +190,68 @@ async def test_refreshes_wait_for_the_rate_limit() -> None:
     assert stats.refreshes == 1
     assert waited > 0
     assert server.request_count(GROUP) == 2
+
+
+async def test_with_a_shared_tier_one_process_refreshes_for_all() -> None:
+    """Two clients on two tiers (two processes) whose entries come due together: one
+    refresh request in all; the other picks the new value up from Redis."""
+    import redis.asyncio
+
+    from fanfare_async.redis import RedisTier
+
+    from ._redis_server import redis_server
+
+    clocks = [FakeClock(), FakeClock()]
+    async with redis_server() as srv, MockFanfareServer(groups=0) as server:
+        server.set_group(GROUP, [audience_json(1, TTL)])
+        tiers = [RedisTier(srv.url), RedisTier(srv.url)]
+        try:
+            async with (
+                FanfareClient(
+                    server.secret_key,
+                    base_url=server.url,
+                    clock=clocks[0],
+                    shared=tiers[0],
+                    rate_limit=None,
+                    refresh_ahead=0.8,
+                ) as a,
+                FanfareClient(
+                    server.secret_key,
+                    base_url=server.url,
+                    clock=clocks[1],
+                    shared=tiers[1],
+                    rate_limit=None,
+                    refresh_ahead=0.8,
+                ) as b,
+            ):
+                for tier in tiers:
+                    assert await tier.connect()
+                await a.get_group_audiences(GROUP)
+                await b.get_group_audiences(GROUP)  # from Redis
+                assert server.request_count(GROUP) == 1
+                for clock in clocks:
+                    clock.advance(TTL * 0.85)
+                raw = redis.asyncio.Redis.from_url(srv.url)
+                try:  # Redis's clock moves on too: 1.4 s of the value are left, and
+                    # the fill's short-lived marker in the lease key is long gone
+                    (key,) = [k async for k in raw.scan_iter(match=b"fanfare:*:v:*")]
+                    await raw.pexpire(key, 1400)
+                    leases = [k async for k in raw.scan_iter(match=b"fanfare:*:l:*")]
+                    if leases:
+                        await raw.delete(*leases)
+                finally:
+                    await raw.aclose()
+                server.pause()
+                await a.get_group_audiences(GROUP)  # both start a refresh, at once
+                await b.get_group_audiences(GROUP)
+                await server.wait_for_requests(2)
+                server.resume()
+                await refresh_done(a)
+                await refresh_done(b)
+                stats = [a.cache_stats, b.cache_stats]
+        finally:
+            for tier in tiers:
+                await tier.aclose()
+    assert server.request_count(GROUP) == 2
+    assert [s.refreshes for s in stats] == [1, 1]
+    assert sum(s.shared_hits for s in stats) == 2  # b's first lookup, and one refresh
