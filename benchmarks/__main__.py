@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from . import (
+    budget,
     cache,
     decode,
     e2e,
@@ -37,6 +38,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "ratelimit429": ratelimit429.run,
     "shared": shared.run,
     "refresh": refresh.run,
+    "budget": budget.run,
 }
 
 
