@@ -163,7 +163,7 @@ def _lookups(sizes: Sizes, section: Section, redis: RedisProcess) -> None:
         "held by SIGSTOP (it accepts connections, never answers): the circuit opens in the "
         "warm-up and skips Redis, probing it again after each cooldown (0.5 s doubling to "
         "4 s; against the stopped server a probe costs the one lookup carrying it the "
-        "tier's timeout, 50 ms). Added CPU = the row minus the cold row of the same round. "
+        "tier's timeout, 100 ms). Added CPU = the row minus the cold row of the same round. "
         "CPU = getrusage(RUSAGE_SELF) user+sys of the client around the timed part."
     )
 
@@ -269,6 +269,6 @@ def run(sizes: Sizes) -> Section:
     section.notes.append(
         f"shared tier: redis-server {redis_server_version()} (no persistence, loopback, "
         f"pinned with the test double), redis-py {redis_py}, RedisTier defaults "
-        "(timeout 50 ms, lease 5 s)."
+        "(timeout 100 ms, lease 5 s)."
     )
     return section
