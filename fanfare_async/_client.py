@@ -45,7 +45,7 @@ from ._fanout import BulkIterator, GroupIds
 from ._ids import canonical_group_id
 from ._loader import GroupLoader, Loaded
 from ._models import Audience
-from ._ratelimit import RateLimiter, RateLimitState
+from ._ratelimit import BACKGROUND, RateLimiter, RateLimitState
 from ._shared import SharedCache, SharedTier
 from ._transport import Transport
 
@@ -347,6 +347,7 @@ class FanfareClient:
 
     async def _refresh(self, key: str, epoch: int, fresh_for: float) -> Loaded:
         cache = self._cache
+        BACKGROUND.set(True)  # this flight's own task: its requests yield to foreground ones
         try:
             loaded = await self._loader.refresh(key, epoch, fresh_for)
         except FanfareError:

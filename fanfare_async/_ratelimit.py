@@ -20,6 +20,7 @@ Every rule here is client-wide, so tasks never back off one by one:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections import deque
@@ -70,6 +71,13 @@ DEFAULT_FALLBACK_PROCESSES = 4
 _SHARED_ADAPT_MAX = 60.0
 # How many recent sends the measured sending rate is taken over.
 _RECENT_SENDS = 64
+
+
+#: True in a task whose requests are background work (refresh-ahead): they wait at the
+#: limiter until no foreground request is waiting.
+BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "fanfare_async_background", default=False
+)
 
 
 @dataclass(frozen=True)
@@ -161,6 +169,10 @@ class RateLimiter:
         self._budget_ok: Callable[[], bool] = _never
         self._share = 1.0  # the fraction of the rate this process takes while on its own
         self._publishing: set[asyncio.Task[None]] = set()
+        # Foreground requests waiting in acquire(): background ones let them go first.
+        self._foreground_waiting = 0
+        self._foreground_idle = asyncio.Event()
+        self._foreground_idle.set()
         self._date_header: str | None = None
         self._date_time: float | None = None
         self.held = 0  # requests that waited in acquire for a sleep (theirs or one ahead)
@@ -223,8 +235,8 @@ class RateLimiter:
     def try_acquire(self) -> int | None:
         """Count a request that may go out now and return its send number; None: it
         may not, call :meth:`acquire`."""
-        if self._budget is not None:
-            return None  # the shared budget answers only in acquire()
+        if self._budget is not None or BACKGROUND.get():
+            return None  # the shared budget answers only in acquire(); refreshes wait there
         if not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
             return self._sent
         return None
@@ -237,8 +249,27 @@ class RateLimiter:
         ``max_pause`` seconds.
         """
         budget = self._budget
-        if budget is None and not self._turn.locked() and self._try_take(self._monotonic()) == 0.0:
+        if BACKGROUND.get():
+            # A background request (a refresh-ahead) goes after every foreground one
+            # already waiting: it delays foreground lookups by its own slot at most.
+            while self._foreground_waiting:
+                await self._foreground_idle.wait()
+        elif (
+            budget is None and not self._turn.locked() and self._try_take(self._monotonic()) == 0.0
+        ):
             return self._sent
+        else:
+            self._foreground_waiting += 1
+            self._foreground_idle.clear()
+        try:
+            return await self._acquire_in_turn(budget, max_pause)
+        finally:
+            if not BACKGROUND.get():
+                self._foreground_waiting -= 1
+                if not self._foreground_waiting:
+                    self._foreground_idle.set()
+
+    async def _acquire_in_turn(self, budget: SharedBudget | None, max_pause: float) -> int:
         slept = self._slept
         async with self._turn:
             while True:

@@ -255,3 +255,24 @@ async def test_with_a_shared_tier_one_process_refreshes_for_all() -> None:
     assert server.request_count(GROUP) == 2
     assert [s.refreshes for s in stats] == [1, 1]
     assert sum(s.shared_hits for s in stats) == 2  # b's first lookup, and one refresh
+
+
+async def test_a_refresh_waits_behind_foreground_lookups() -> None:
+    """Foreground lookups already waiting at the rate limiter go before a refresh."""
+    clock = FakeClock()
+    limit = RateLimit(4, period=1.0, burst=1)  # a token every 250 ms
+    async with refreshing(clock=clock, rate_limit=limit) as (server, client):
+        server.set_group("one", [audience_json(2, TTL)])
+        server.set_group("two", [audience_json(3, TTL)])
+        await client.get_group_audiences(GROUP)  # spends the only token
+        clock.advance(TTL * 0.85)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(client.get_group_audiences, "one")  # waits for a token
+            await anyio.wait_all_tasks_blocked()
+            await client.get_group_audiences(GROUP)  # due: starts a refresh
+            await anyio.wait_all_tasks_blocked()
+            tg.start_soon(client.get_group_audiences, "two")  # arrives after the refresh
+        await refresh_done(client)
+        order = [r.group_id for r in server.requests]
+    assert order == [GROUP, "one", "two", GROUP]
+    assert client.cache_stats.refreshes == 1
