@@ -17,6 +17,7 @@ from . import (
     fanout,
     instructions,
     memory,
+    otel,
     ratelimit,
     ratelimit429,
     refresh,
@@ -39,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "shared": shared.run,
     "refresh": refresh.run,
     "budget": budget.run,
+    "otel": otel.run,
 }
 
 
