@@ -32,7 +32,7 @@ DEFAULT_NEGATIVE_TTL = 0.0
 DEFAULT_STALE_IF_ERROR = 0.0
 DEFAULT_REFRESH_AHEAD = 0.0
 #: At most this many refresh-ahead loads run at once per client.
-MAX_REFRESHES_AT_ONCE = 8
+MAX_REFRESHES_AT_ONCE = 32
 
 #: First backoff step and the largest backoff between two attempts, in seconds.
 BACKOFF_BASE = 0.5
