@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 import uuid
 from types import TracebackType
@@ -53,9 +52,6 @@ if TYPE_CHECKING:
     from ._otel import ClientTelemetry
 
 logger = logging.getLogger("fanfare_async")
-
-#: Task.uncancel() (3.11+) lets aclose() interrupt a caller's own fetch cleanly.
-_CAN_UNCANCEL = sys.version_info >= (3, 11)
 
 #: False once importing opentelemetry failed (no otel extra): not tried per client again.
 _otel_available = True
@@ -341,20 +337,22 @@ class FanfareClient:
         if self._refreshing >= MAX_REFRESHES_AT_ONCE or self._flights.in_flight(key):
             return
         fresh_for = self._cache.entries[key].expires - now
-        self._refreshing += 1
         epoch = self._epoch
-        self._flights.start(key, lambda: self._refresh(key, epoch, fresh_for))
+        task = self._flights.start(key, lambda: self._refresh(key, epoch, fresh_for))
+        self._refreshing += 1  # until its task ends, even if cancelled before it started
+        task.add_done_callback(self._refresh_ended)
+
+    def _refresh_ended(self, task: asyncio.Task[None]) -> None:
+        self._refreshing -= 1
 
     async def _refresh(self, key: str, epoch: int, fresh_for: float) -> Loaded:
         cache = self._cache
         BACKGROUND.set(True)  # this flight's own task: its requests yield to foreground ones
         try:
-            loaded = await self._loader.refresh(key, epoch, fresh_for)
+            loaded = await self._loader.load(key, epoch, fresher_than=fresh_for)
         except FanfareError:
             cache.refresh_errors += 1
             raise
-        finally:
-            self._refreshing -= 1
         if epoch == self._epoch:
             cache.refreshes += 1
         return loaded

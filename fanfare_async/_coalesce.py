@@ -77,12 +77,13 @@ class Coalescer(Generic[T]):
             flight.task = self._spawn(self._fly(flight, lambda: self._load(key, epoch)))
         return await self._wait(flight)
 
-    def start(self, key: str, load: Callable[[], Awaitable[T]]) -> None:
+    def start(self, key: str, load: Callable[[], Awaitable[T]]) -> asyncio.Task[None]:
         """Start ``load()`` of ``key`` (not in flight) in its own task, with nobody waiting
         yet; callers who want ``key`` meanwhile join it (a background refresh)."""
         flight: _Flight[T] = _Flight(key)
         self._flights[key] = flight
-        flight.task = self._spawn(self._fly(flight, load))
+        task = flight.task = self._spawn(self._fly(flight, load))
+        return task
 
     async def _wait(self, flight: _Flight[T]) -> T:
         waiter: asyncio.Future[T] = asyncio.get_running_loop().create_future()

@@ -81,22 +81,18 @@ class GroupLoader:
         self._shared = shared
         self._background: set[asyncio.Task[None]] = set()
 
-    async def load(self, key: str, epoch: int) -> Loaded:
-        """The group ``key`` from the tier or the API, stored; raises its FanfareError."""
-        shared = self._shared
-        if shared is None or not shared.available:
-            return await self._from_api(key, epoch)
-        return await self._through_tier(key, epoch, shared)
+    async def load(self, key: str, epoch: int, fresher_than: float = 0.0) -> Loaded:
+        """The group ``key`` from the tier or the API, stored; raises its FanfareError.
 
-    async def refresh(self, key: str, epoch: int, fresh_for: float) -> Loaded:
-        """A refresh-ahead load of ``key``, whose cached copy is fresh for ``fresh_for``
-        more seconds: a value of the tier counts only if it is fresher than that
-        (another process refreshed it already), else the API is asked (under the
-        tier's lease, so one process refreshes for all)."""
+        A refresh-ahead passes ``fresher_than``, the seconds its cached copy is still
+        fresh for: a value of the tier counts only if it is fresher than that (another
+        process refreshed it already), else the API is asked (under the tier's lease,
+        so one process refreshes for all).
+        """
         shared = self._shared
         if shared is None or not shared.available:
             return await self._from_api(key, epoch)
-        return await self._through_tier(key, epoch, shared, fresher_than=fresh_for)
+        return await self._through_tier(key, epoch, shared, fresher_than)
 
     async def load_uncached(self, key: str, epoch: int) -> Loaded:
         """A ``use_cache=False`` load: from the API, stored in both caches."""
@@ -119,7 +115,7 @@ class GroupLoader:
             return exc
 
     async def _through_tier(
-        self, key: str, epoch: int, shared: SharedCache, *, fresher_than: float = 0.0
+        self, key: str, epoch: int, shared: SharedCache, fresher_than: float
     ) -> Loaded:
         """Read the tier; on a miss, fetch under its lease, or wait for the process that
         holds it and read again."""
@@ -209,15 +205,15 @@ class GroupLoader:
             response = await self._transport.fetch(encode_path_segment(key))
         except FanfareError as exc:
             return await self._after_failure(key, epoch, exc, lease, stale)
-        except BaseException:
+        except BaseException:  # cancelled: it cannot await the release any more
             if lease is not None:
                 self._release_later(lease)
             raise
         try:
             audiences, ttl = self._decoded(key, epoch, response)
-        except BaseException:
+        except FanfareDecodeError:
             if lease is not None:
-                self._release_later(lease)
+                await lease.abandon()
             raise
         grace = self._config.stale_if_error
         if lease is not None:

@@ -221,10 +221,13 @@ class RateLimiter:
                 self._tokens = tokens
                 return (1.0 - tokens) / rate
             self._tokens = tokens - 1.0
+        self._count_send(now)
+        return 0.0
+
+    def _count_send(self, now: float) -> None:
         self._sent += 1
         self._in_flight += 1
         self._recent.append(now)
-        return 0.0
 
     def share(self, budget: SharedBudget, available: Callable[[], bool]) -> None:
         """Draw from ``budget``, shared by every process of a tier's namespace, while
@@ -249,7 +252,8 @@ class RateLimiter:
         ``max_pause`` seconds.
         """
         budget = self._budget
-        if BACKGROUND.get():
+        background = BACKGROUND.get()
+        if background:
             # A background request (a refresh-ahead) goes after every foreground one
             # already waiting: it delays foreground lookups by its own slot at most.
             while self._foreground_waiting:
@@ -264,7 +268,7 @@ class RateLimiter:
         try:
             return await self._acquire_in_turn(budget, max_pause)
         finally:
-            if not BACKGROUND.get():
+            if not background:
                 self._foreground_waiting -= 1
                 if not self._foreground_waiting:
                     self._foreground_idle.set()
@@ -276,23 +280,13 @@ class RateLimiter:
                 now = self._monotonic()
                 held = self._hold(now) - now
                 if held > max_pause:
-                    raise RateLimitError(
-                        f"the server's rate limit holds requests for {held:.1f}s, "
-                        f"longer than max_retry_wait={max_pause:g}s",
-                        retry_after=held,
-                        status_code=429,
-                    )
+                    raise _held_too_long("the server's rate limit", held, max_pause)
                 if budget is not None and self._budget_ok():
                     wait = await self._take_shared(budget)
                     if wait is None:
                         continue  # the tier failed: on our own from now on
                     if wait > max_pause:
-                        raise RateLimitError(
-                            f"the shared rate limit holds requests for {wait:.1f}s, "
-                            f"longer than max_retry_wait={max_pause:g}s",
-                            retry_after=wait,
-                            status_code=429,
-                        )
+                        raise _held_too_long("the shared rate limit", wait, max_pause)
                 else:
                     self._share_alone()
                     wait = self._try_take(now)
@@ -318,10 +312,7 @@ class RateLimiter:
             self._share_alone()
             return None
         if wait <= 0.0:
-            now = self._monotonic()
-            self._sent += 1
-            self._in_flight += 1
-            self._recent.append(now)
+            self._count_send(self._monotonic())
         return wait
 
     def _share_alone(self) -> None:
@@ -506,3 +497,11 @@ def _published(task: asyncio.Task[None]) -> None:
     """A background update is over; a failure of the tier only costs the others' view."""
     if not task.cancelled():
         task.exception()
+
+
+def _held_too_long(what: str, held: float, max_pause: float) -> RateLimitError:
+    return RateLimitError(
+        f"{what} holds requests for {held:.1f}s, longer than max_retry_wait={max_pause:g}s",
+        retry_after=held,
+        status_code=429,
+    )

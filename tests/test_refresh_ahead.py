@@ -172,6 +172,7 @@ async def test_aclose_cancels_a_refresh_in_flight() -> None:
         await server.wait_for_requests(2)
         await client.aclose()
         assert client._flights._tasks == set()
+        assert client._refreshing == 0  # counted down when its task ended
         server.resume()
     assert client.cache_stats.refreshes == 0
 
