@@ -18,22 +18,7 @@ from fanfare_async._ratelimit import (
 from fanfare_async.testing import Fault, MockFanfareServer
 
 from .helpers import client_for
-
-
-class Clocks:
-    """Hand-moved monotonic and wall clocks."""
-
-    def __init__(self) -> None:
-        self.mono = 100.0
-        self.wall = 1_700_000_000.0
-
-    def advance(self, seconds: float) -> None:
-        self.mono += seconds
-        self.wall += seconds
-
-
-def limiter(limit: RateLimit | None, clocks: Clocks) -> RateLimiter:
-    return RateLimiter(limit, monotonic=lambda: clocks.mono, wall=lambda: clocks.wall)
+from .test_ratelimit import Clocks, limiter
 
 
 def send(bucket: RateLimiter, clocks: Clocks) -> int:

@@ -38,28 +38,13 @@ from fanfare_async.redis import (
     RedisTier,
 )
 
-from ._redis_server import RedisServer, redis_server
+from ._redis_server import RedisServer
 
 pytestmark = pytest.mark.anyio
 
 BASE_URL = "https://admin.fanfare.io/api"
 KEY = "sk_test_0123456789abcdef"
 OTHER_KEY = "sk_test_fedcba9876543210"
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RedisServer]:
-    """A fresh redis-server per test."""
-    async with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(srv: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain redis-py client on the same server, to look at what the tier wrote."""
-    client = redis.asyncio.Redis.from_url(srv.url)
-    yield client
-    await client.aclose()
 
 
 class Recorder:

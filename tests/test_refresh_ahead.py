@@ -69,7 +69,8 @@ async def test_a_hot_group_is_served_across_ttls_without_waiting() -> None:
 
 
 async def test_one_refresh_for_many_concurrent_hits() -> None:
-    """Fifty hits past the refresh point start exactly one refresh, and none waits."""
+    """Fifty hits past the refresh point, with the server paused (no request could be
+    answered), all return the cached group and start exactly one refresh."""
     clock = FakeClock()
     async with refreshing(clock=clock) as (server, client):
         await client.get_group_audiences(GROUP)

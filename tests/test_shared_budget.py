@@ -2,60 +2,21 @@
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
-from pathlib import Path
 
 import anyio
 import pytest
 import redis.asyncio
-from anyio.streams.text import TextReceiveStream
 
 from fanfare_async import FanfareClient, NotFoundError, RateLimit, RateLimitError
 from fanfare_async._ratelimit import DEFAULT_FALLBACK_PROCESSES
 from fanfare_async.redis import RedisTier
 from fanfare_async.testing import Fault, MockFanfareServer
 
-from ._redis_server import RedisServer, redis_server
+from ._redis_server import RedisServer
+from ._workers import run_workers, worker_command
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).resolve().parent / "_tier_worker.py"
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RedisServer]:
-    """A fresh redis-server per test."""
-    async with redis_server() as server:
-        yield server
-
-
-async def run_workers(commands: list[list[str]]) -> list[dict[str, object]]:
-    """Start the worker processes together (each waits for "go") and collect their
-    JSON summaries."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    async with AsyncExitStack() as stack:
-        processes = [
-            await stack.enter_async_context(await anyio.open_process(command, env=env))
-            for command in commands
-        ]
-        lines = [TextReceiveStream(p.stdout) for p in processes if p.stdout]
-        with anyio.fail_after(60):
-            for stream in lines:
-                assert (await stream.receive()).strip() == "ready"
-            for process in processes:
-                assert process.stdin is not None
-                await process.stdin.send(b"go\n")
-            outputs = []
-            for stream, process in zip(lines, processes, strict=True):
-                await process.wait()
-                outputs.append(json.loads("".join([chunk async for chunk in stream])))
-    return outputs
 
 
 async def test_four_processes_share_one_budget(srv: RedisServer) -> None:
@@ -65,22 +26,9 @@ async def test_four_processes_share_one_budget(srv: RedisServer) -> None:
     on the wall clock: the shared rate does not change."""
     seconds = 3.0
     async with MockFanfareServer(groups=0, rate_limit=20, rate_period=1.0) as server:
+        budget = ("--wait", "--budget", "20", "--seconds", str(seconds))
         commands = [
-            [
-                sys.executable,
-                str(WORKER),
-                srv.url,
-                server.url,
-                server.secret_key,
-                "--wait",
-                "--budget",
-                "20",
-                "--seconds",
-                str(seconds),
-                "--skew",
-                str(skew),
-                f"p{index}",
-            ]
+            worker_command(srv.url, server, *budget, "--skew", str(skew), f"p{index}")
             for index, skew in enumerate((0.0, 3600.0, -3600.0, 0.0))
         ]
         outputs = await run_workers(commands)

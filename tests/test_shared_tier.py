@@ -2,48 +2,25 @@
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
 import pytest
 import redis.asyncio
-from anyio.streams.text import TextReceiveStream
 
 from fanfare_async import FanfareClient, NotFoundError, ServerError
 from fanfare_async.redis import RedisTier
 from fanfare_async.testing import Fault, MockFanfareServer
 
-from ._redis_server import RedisServer, redis_server
+from ._redis_server import RedisServer
+from ._workers import child_env, run_workers, worker_command
 
 pytestmark = pytest.mark.anyio
-
-ROOT = Path(__file__).resolve().parent.parent
-WORKER = Path(__file__).resolve().parent / "_tier_worker.py"
-
-
-@pytest.fixture
-async def srv() -> AsyncIterator[RedisServer]:
-    """A fresh redis-server per test."""
-    async with redis_server() as server:
-        yield server
-
-
-@pytest.fixture
-async def raw(srv: RedisServer) -> AsyncIterator[redis.asyncio.Redis]:
-    """A plain redis-py client, to look at and tamper with what the tier wrote."""
-    client = redis.asyncio.Redis.from_url(srv.url)
-    try:
-        yield client
-    finally:
-        await client.aclose()
 
 
 @asynccontextmanager
@@ -291,35 +268,11 @@ def test_shared_must_be_a_tier() -> None:
 # -- several processes -----------------------------------------------------------------------
 
 
-def worker_command(
-    srv: RedisServer, server: MockFanfareServer, ids: list[str], *extra: str
-) -> list[str]:
-    return [sys.executable, str(WORKER), srv.url, server.url, server.secret_key, *extra, *ids]
-
-
 async def test_four_processes_make_one_request_per_group(srv: RedisServer) -> None:
     """4 processes looking up the same 40 groups at the same moment: 40 API requests."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with MockFanfareServer(groups=40, latency=0.02) as server:
-        ids = server.group_ids
-        command = worker_command(srv, server, ids, "--wait")
-        async with AsyncExitStack() as stack:
-            processes = [
-                await stack.enter_async_context(await anyio.open_process(command, env=env))
-                for _ in range(4)
-            ]
-            lines = [TextReceiveStream(p.stdout) for p in processes if p.stdout]
-            with anyio.fail_after(30):
-                for stream in lines:
-                    assert (await stream.receive()).strip() == "ready"
-                for process in processes:
-                    assert process.stdin is not None
-                    await process.stdin.send(b"go\n")
-                outputs = []
-                for stream, process in zip(lines, processes, strict=True):
-                    await process.wait()
-                    text = "".join([chunk async for chunk in stream])
-                    outputs.append(json.loads(text))
+        command = worker_command(srv.url, server, "--wait", *server.group_ids)
+        outputs = await run_workers([command] * 4, within=30)
         total = server.total_requests
     assert all(o["ok"] == 40 and not o["failed"] for o in outputs)
     assert total == 40
@@ -333,9 +286,8 @@ async def test_a_dead_holder_is_replaced_once_its_lease_runs_out(srv: RedisServe
     async with MockFanfareServer(groups=1) as server:
         group = server.group_ids[0]
         server.pause()  # the holder's request hangs
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        command = worker_command(srv, server, [group], "--lease", str(lease))
-        async with await anyio.open_process(command, env=env, stdout=None) as holder:
+        command = worker_command(srv.url, server, "--lease", str(lease), group)
+        async with await anyio.open_process(command, env=child_env(), stdout=None) as holder:
             await server.wait_for_requests(1, timeout=30.0)
             holder.send_signal(signal.SIGKILL)
             await holder.wait()
@@ -360,12 +312,7 @@ async def test_bulk_with_redis_shares_the_cache_between_runs(srv: RedisServer) -
     """Two `fanfare-async bulk --redis URL` runs over the same ids: the second one makes no
     API request; FANFARE_REDIS_URL does the same as --redis."""
     async with MockFanfareServer(groups=30) as server:
-        env = {
-            **os.environ,
-            "FANFARE_SECRET_KEY": server.secret_key,
-            "FANFARE_BASE_URL": server.url,
-            "PYTHONPATH": str(ROOT),
-        }
+        env = child_env(FANFARE_SECRET_KEY=server.secret_key, FANFARE_BASE_URL=server.url)
         ids = "\n".join(server.group_ids).encode()
         command = [sys.executable, "-m", "fanfare_async", "bulk", "--no-progress", "-"]
         first = await anyio.run_process(
