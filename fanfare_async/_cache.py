@@ -1,24 +1,30 @@
 """The in-process group cache: a bounded cachetools store plus a flat read path.
 
 The entries (groups and cached 404s, by id) live in a ``cachetools.Cache``
-bounded by ``cache_maxsize``; when it is full, cachetools asks its
-``popitem`` for room and the eviction policy below answers. An entry leaves
-once it is past any use (its freshness deadline plus the ``stale_if_error``
-window), found with a heap of those ends that each store checks first.
+bounded by ``cache_maxsize``; when it is full, cachetools asks its ``popitem``
+for room and the eviction policy below answers.
 
-Reads on the request path do not go through the store. They read ``fresh``,
-a plain dict from group id to audiences holding only entries that stay
-fresh until a common horizon (the soonest freshness deadline
-among them, kept with a heap), in least-recently-used order. A cached 404 sits
-in the same order under the key ``(id,)``, which no lookup by id reaches, so
-the hit path serves groups only. A hit is one clock read compared with that
-one horizon, a move to the end of the dict and the list copy: no per-entry
-expiry, no per-entry stamp. When the clock passes the horizon, the entries
-gone stale leave ``fresh`` and the horizon moves on.
+A group is kept as the body it arrived in until it is read a second time: the
+caller of the lookup that fetched it got its own decoded audiences, and a group
+nobody reads again (most of a bulk run's) costs the cache one bytes object,
+about the size of its JSON, with nothing in it for the garbage collector and
+nothing to decode or detach when it is stored or freed. The first hit decodes
+it once and keeps the audiences from then on.
 
-When the store is full, a small batch is evicted (1/16 of ``cache_maxsize``,
-at least one): first expired groups kept only for ``stale_if_error`` (the
-oldest stored first), then fresh entries, least recently used first.
+Reads on the request path do not go through the store. They read ``fresh``, a
+plain dict from group id to what is kept for it (audiences, or the body not
+read yet), holding only entries that stay fresh until a common horizon (the
+soonest time at which some entry changes state), in least-recently-used order.
+A cached 404 sits in the same order under the key ``(id,)``, which no lookup by
+id reaches. A hit is one clock read compared with that one horizon, a move to
+the end of the dict and the list copy: no per-entry expiry, no per-entry stamp.
+
+When each entry changes state (leaves ``fresh``; later, past its
+``stale_if_error`` window, leaves the cache) is kept in a timeline. Work is
+spread out so that no single step holds the event loop: due changes are
+handled a small batch at a time, a full cache evicts a small batch, and the
+timeline is split in shards so that clearing out the times of entries let go
+since never touches more than a shard's worth.
 """
 
 from __future__ import annotations
@@ -27,23 +33,27 @@ import copy
 import heapq
 import itertools
 import math
-import operator
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
 
 import msgspec
 from cachetools import Cache
 
 from ._config import CacheConfig
 from ._exceptions import NotFoundError
-from ._models import Audience, detach_free_form
+from ._models import Audience, decode_audience_tuple, detach_free_form
 
 Clock = Callable[[], float]
-K = TypeVar("K")
+#: What is kept for a group: its audiences, or (not read since it arrived) its body.
+Kept = tuple[Audience, ...] | bytes
 
-_used = operator.attrgetter("used")
+#: Due state changes handled per step (when more are due, the next step goes on).
+_SWEEP_BATCH = 64
+#: The most entries one eviction drops (1/16 of cache_maxsize when that is fewer).
+_EVICT_BATCH = 16
+#: Timeline shards (a power of two); see _Timeline.
+_SHARDS = 16
 
 
 @dataclass(frozen=True)
@@ -66,20 +76,19 @@ class CacheStats:
 
 
 class Entry(msgspec.Struct, gc=False):
-    """A cached group: audiences (or a 404) and the monotonic time it stops being fresh.
+    """A cached group: what is kept of it (or a 404) and the monotonic time it stops
+    being fresh.
 
-    Untracked by the garbage collector, like the audiences it holds; the cache's
-    own bookkeeping per entry is heap items of a float, an int and a key, which
-    the collector stops tracking after one pass. So a full cache adds almost
-    nothing to a collection's work. Nothing an entry holds may refer back to it:
-    :meth:`GroupCache.store` keeps a 404 as a copy without its traceback.
+    Untracked by the garbage collector, like the audiences it holds; so is a body.
+    Nothing an entry holds may refer back to it: :meth:`GroupCache.store` keeps a
+    404 as a copy without its traceback.
     """
 
-    audiences: tuple[Audience, ...]
+    audiences: Kept
     expires: float
     not_found: NotFoundError | None = None
     refresh_at: float = math.inf  # refresh-ahead: a hit from then on starts a refresh
-    used: int = 0  # stamp of its store: tells a deadline of this entry from older ones
+    used: int = 0  # stamp of its store: tells this entry's timeline item from older ones
     key: str = ""  # set when stored
 
 
@@ -111,53 +120,83 @@ class _Entries(Cache[str, Entry]):
         return victims[0].key, victims[0]
 
 
-class _Timeline(Generic[K]):
-    """Times at which entries change state, soonest first, as (time, the entry's store
-    stamp, its key). An item whose entry was replaced or removed since stays until its
-    time comes, and its reader skips it by the stamp. It holds keys, not entries, so a
-    group let go is freed at once."""
+class _Timeline:
+    """The time of each entry's next state change, as items (time, the entry's store
+    stamp, its id), split by id over shards, each a heap.
 
-    def __init__(self, current: Callable[[], list[tuple[float, int, K]]]) -> None:
-        self.items: list[tuple[float, int, K]] = []
-        self._current = current  # the items of the entries held now
+    An entry let go early (replaced, evicted, invalidated) leaves its item behind, to
+    be skipped by its stamp when it comes up; a shard holding more such items than
+    current ones is rebuilt from its current ones, which costs a shard's worth of
+    work, never the whole timeline's. Items hold ids, not entries, so a group let
+    go is freed at once.
+    """
 
-    def add(self, when: float, used: int, key: K, held: int) -> None:
-        """Add an item; rebuild from the entries held (``held`` of them) when most items
-        are of entries replaced since."""
-        items = self.items
-        heapq.heappush(items, (when, used, key))
-        if len(items) > 2 * held + 64:
-            items[:] = self._current()
-            heapq.heapify(items)
+    def __init__(self, current: Callable[[str, int], bool]) -> None:
+        self.shards: list[list[tuple[float, int, str]]] = [[] for _ in range(_SHARDS)]
+        self._stale = [0] * _SHARDS  # items of entries let go, per shard
+        self._current = current
 
-    def due(self, now: float) -> Iterator[tuple[int, K]]:
-        """Take out the items whose time is at or before ``now``: (stamp, key) each."""
-        items = self.items
-        while items and items[0][0] <= now:
-            _, used, key = heapq.heappop(items)
-            yield used, key
+    def add(self, when: float, used: int, key: str) -> None:
+        heapq.heappush(self.shards[hash(key) & (_SHARDS - 1)], (when, used, key))
+
+    def let_go(self, key: str) -> None:
+        """The entry of ``key`` left before its item came up."""
+        index = hash(key) & (_SHARDS - 1)
+        self._stale[index] += 1
+        shard = self.shards[index]
+        if 2 * self._stale[index] > len(shard) + 32:
+            current = self._current
+            shard[:] = [item for item in shard if current(item[2], item[1])]
+            heapq.heapify(shard)
+            self._stale[index] = 0
+
+    def pop_due(self, now: float) -> tuple[int, str] | None:
+        """Take out the soonest item if its time is at or before ``now``: (stamp, id)."""
+        soonest: list[tuple[float, int, str]] | None = None
+        for shard in self.shards:
+            if shard and (soonest is None or shard[0][0] < soonest[0][0]):
+                soonest = shard
+        if soonest is None or soonest[0][0] > now:
+            return None
+        _, used, key = heapq.heappop(soonest)
+        return used, key
+
+    def skipped(self, key: str) -> None:
+        """An item taken out was of an entry let go: one fewer to clear out."""
+        index = hash(key) & (_SHARDS - 1)
+        if self._stale[index]:
+            self._stale[index] -= 1
 
     def soonest(self) -> float:
-        return self.items[0][0] if self.items else math.inf
+        return min((shard[0][0] for shard in self.shards if shard), default=math.inf)
+
+    def clear(self) -> None:
+        for shard in self.shards:
+            shard.clear()
+        self._stale = [0] * _SHARDS
 
 
 class GroupCache:
     """Entries by canonical group id, with the counters of :class:`CacheStats`.
 
-    ``fresh`` is the read path: the audiences of every group that is fresh at
+    ``fresh`` is the read path: what is kept for every group that is fresh at
     least until ``horizon``, least recently used first, with each fresh cached
     404 in the same order under ``(id,)``. A reader that finds ``clock() <
     horizon`` needs no per-entry expiry check; it moves the key to the end (the
-    LRU order) and counts the hit, as :meth:`fresh_audiences` does.
+    LRU order) and counts the hit, as :meth:`fresh_audiences` does; a value that
+    is not a tuple is a body not read yet, which :meth:`fresh_audiences` decodes.
     """
 
     def __init__(self, config: CacheConfig, *, clock: Clock = time.monotonic) -> None:
         self.config = config
         self.clock = clock
         self.entries = _Entries(self, max(config.maxsize, 1))  # fresh or kept for stale_if_error
-        self.fresh: dict[str | tuple[str], tuple[Audience, ...]] = {}  # oldest use first
-        self.horizon = math.inf  # no group of `fresh` goes stale before this
-        self.uses = 0  # stores: orders expired groups for eviction, identifies deadlines
+        self.fresh: dict[str | tuple[str], Kept] = {}  # oldest use first
+        # Entries held but no longer fresh (past their refresh-ahead point, or expired
+        # and kept for stale_if_error), in the order they left `fresh`.
+        self.outside: dict[str, None] = {}
+        self.horizon = math.inf  # no entry changes state before this
+        self.uses = 0  # stores: stamps each entry's timeline items
         self.hits = 0
         self.misses = 0
         self.coalesced = 0
@@ -170,16 +209,11 @@ class GroupCache:
         self.shared_errors = 0
         self.refreshes = 0
         self.refresh_errors = 0
-        # When each entry put in `fresh` goes stale (keyed as in `fresh`), and when
-        # each entry is past any use (see _end_of_use).
-        self._deadlines: _Timeline[str | tuple[str]] = _Timeline(self._current_deadlines)
-        self._ends: _Timeline[str] = _Timeline(self._current_ends)
+        self._timeline = _Timeline(self._is_current)
+        self._evict_batch = max(1, min(_EVICT_BATCH, config.maxsize // 16))
 
-    def _current_deadlines(self) -> list[tuple[float, int, str | tuple[str]]]:
-        return [(_leaves_fresh(e), e.used, _fresh_key(e)) for e in map(self._held, self.fresh)]
-
-    def _current_ends(self) -> list[tuple[float, int, str]]:
-        return [(self._end_of_use(e), e.used, e.key) for e in self.entries.values()]
+    def _is_current(self, key: str, used: int) -> bool:
+        return self._holds(key, used) is not None
 
     def _end_of_use(self, entry: Entry) -> float:
         """When an entry leaves: a group keeps its stale window, a 404 has none."""
@@ -187,32 +221,65 @@ class GroupCache:
             return entry.expires
         return entry.expires + self.config.stale_if_error
 
-    def _drop(self, entry: Entry) -> None:
-        del self.entries[entry.key]
-        self.fresh.pop(_fresh_key(entry), None)
-
     def _holds(self, key: str, used: int) -> Entry | None:
         """The entry stored for ``key`` by the store stamped ``used``, if still there."""
         entry = self.entries.get(key)
         return entry if entry is not None and entry.used == used else None
 
-    def expire(self, now: float) -> None:
-        """Drop the entries past any use at ``now`` (counted as expirations)."""
-        for used, key in self._ends.due(now):
+    def _drop(self, entry: Entry) -> None:
+        """Let an entry go before its timeline item comes up."""
+        del self.entries[entry.key]
+        self.fresh.pop(_fresh_key(entry), None)
+        self.outside.pop(entry.key, None)
+        self._timeline.let_go(entry.key)
+
+    def _sweep(self, now: float) -> None:
+        """Apply the state changes due at ``now``, a batch at most (the next step goes
+        on: the horizon stays behind ``now`` until none is due); move the horizon on."""
+        timeline = self._timeline
+        for _ in range(_SWEEP_BATCH):
+            due = timeline.pop_due(now)
+            if due is None:
+                break
+            used, key = due
             entry = self._holds(key, used)
-            if entry is not None:
-                self._drop(entry)
+            if entry is None:
+                timeline.skipped(key)
+                continue
+            if not now < _leaves_fresh(entry):
+                self.fresh.pop(_fresh_key(entry), None)
+            end = self._end_of_use(entry)
+            if now < end:
+                self.outside[key] = None
+                timeline.add(end, used, key)
+            else:
+                del self.entries[key]
+                self.outside.pop(key, None)
                 self.expirations += 1
+        self.horizon = timeline.soonest()
+
+    def _is_fresh(self, key: str, now: float) -> bool:
+        """Whether ``fresh`` may serve ``key`` at ``now``: always while the horizon is
+        ahead; behind it (changes still due) the entry's own deadline decides."""
+        if now < self.horizon:
+            return True
+        self._sweep(now)
+        if now < self.horizon:
+            return True
+        entry = self.entries.get(key)
+        return entry is not None and now < _leaves_fresh(entry)
 
     def fresh_audiences(self, key: str, now: float) -> tuple[Audience, ...] | None:
         """The audiences of ``key`` if fresh at ``now``, counted as a hit and made the
-        most recently used (the client's read path inlines this)."""
-        if not now < self.horizon:
-            self._sweep(now)
-        fresh = self.fresh
-        audiences = fresh.pop(key, None)
-        if audiences is None:
+        most recently used; a body not read yet is decoded and kept decoded (the
+        client's read path inlines the rest)."""
+        if not self._is_fresh(key, now):
             return None
+        fresh = self.fresh
+        kept = fresh.pop(key, None)
+        if kept is None:
+            return None
+        audiences = kept if isinstance(kept, tuple) else self._decoded(self.entries[key])
         fresh[key] = audiences
         self.hits += 1
         return audiences
@@ -220,8 +287,8 @@ class GroupCache:
     def fresh_not_found(self, key: str, now: float) -> NotFoundError | None:
         """A copy of the cached 404 of ``key`` if fresh at ``now``, counted as a hit and
         made the most recently used."""
-        if not now < self.horizon:
-            self._sweep(now)
+        if not self._is_fresh(key, now):
+            return None
         fresh = self.fresh
         if fresh.pop((key,), None) is None:
             return None
@@ -229,65 +296,66 @@ class GroupCache:
         self.hits += 1
         return copy.copy(self.entries[key].not_found)
 
-    def _held(self, key: str | tuple[str]) -> Entry:
-        """The entry behind a key of ``fresh`` (see :func:`_fresh_key`)."""
-        return self.entries[key if type(key) is str else key[0]]
-
-    def _sweep(self, now: float) -> None:
-        """Take the entries gone stale out of ``fresh``; move the horizon on."""
-        for used, key in self._deadlines.due(now):
-            if key in self.fresh and self._held(key).used == used:
-                del self.fresh[key]
-        self.horizon = self._deadlines.soonest()
+    @staticmethod
+    def _decoded(entry: Entry) -> tuple[Audience, ...]:
+        """The audiences of a group; a body is decoded (it decoded when it arrived)
+        and kept decoded, its free-form JSON copied out so the body can go."""
+        kept = entry.audiences
+        if isinstance(kept, tuple):
+            return kept
+        audiences = decode_audience_tuple(kept)
+        detach_free_form(audiences)
+        entry.audiences = audiences
+        return audiences
 
     def evict(self, now: float) -> list[Entry]:
-        """Make room: drop a batch of entries and return them. Those outside ``fresh``
-        (expired groups kept only for stale_if_error) go first, oldest stored first;
-        then fresh entries, least recently used first."""
-        batch = max(1, self.config.maxsize // 16)
+        """Make room: drop a batch of entries and return them. Those no longer fresh go
+        first, in the order they left ``fresh``; then fresh entries, least recently
+        used first."""
         self._sweep(now)
-        entries, fresh = self.entries, self.fresh
-        victims: list[Entry] = []
-        if len(entries) > len(fresh):  # some are outside: only stale_if_error keeps them
-            outside = [k for k in entries if k not in fresh and (k,) not in fresh]
-            victims = heapq.nsmallest(batch, map(entries.__getitem__, outside), key=_used)
+        batch = self._evict_batch
+        entries = self.entries
+        victims = [entries[key] for key in itertools.islice(self.outside, batch)]
         if len(victims) < batch:
-            held = self._held
-            victims += [held(k) for k in itertools.islice(fresh, batch - len(victims))]
+            held = self.entries.__getitem__
+            for key in itertools.islice(self.fresh, batch - len(victims)):
+                victims.append(held(key if type(key) is str else key[0]))
         for entry in victims:
             self._drop(entry)
         self.evictions += len(victims)
         return victims
 
     def store(self, key: str, entry: Entry) -> None:
-        """Insert or replace an entry (a no-op when ``cache_maxsize`` is 0)."""
+        """Insert or replace an entry (a no-op when ``cache_maxsize`` is 0). A group
+        may be kept as its body (bytes), decoded on its first hit."""
         if self.config.maxsize == 0:
             return
         now = self.clock()
         self.uses += 1
         entry.used = self.uses
         entry.key = key
-        previous = self.entries.pop(key, None)
+        previous = self.entries.get(key)
         if previous is not None:
             if previous.expires <= now:
                 self.expirations += 1  # replaced while inside its stale window
-            self.fresh.pop(_fresh_key(previous), None)
+            self._drop(previous)
         end = self._end_of_use(entry)
         if not now < end:
             return  # expired on arrival (a zero TTL): nothing to keep
         if entry.not_found is not None:  # no traceback, cause or context: no cycles
             entry.not_found = copy.copy(entry.not_found)
-        detach_free_form(entry.audiences)  # a cached group must not keep its whole body
-        self.expire(now)  # the expired go before anything is evicted
+        if not now < self.horizon:
+            self._sweep(now)  # the expired go before anything is evicted
         self.entries[key] = entry  # when full, cachetools calls popitem: see evict()
-        self._ends.add(end, entry.used, key, len(self.entries))
         leaves = _leaves_fresh(entry)
         if now < leaves:
-            fresh_key = _fresh_key(entry)
-            self.fresh[fresh_key] = entry.audiences
-            self._deadlines.add(leaves, entry.used, fresh_key, len(self.fresh))
-            if leaves < self.horizon:
-                self.horizon = leaves
+            self.fresh[_fresh_key(entry)] = entry.audiences
+        else:
+            self.outside[key] = None
+            leaves = end
+        self._timeline.add(leaves, entry.used, key)
+        if leaves < self.horizon:
+            self.horizon = leaves
 
     def due_for_refresh(self, key: str, now: float) -> tuple[Audience, ...] | None:
         """The audiences of ``key`` if still fresh but past their refresh-ahead point
@@ -298,29 +366,31 @@ class GroupCache:
         if not entry.refresh_at <= now < entry.expires:
             return None
         self.hits += 1
-        return entry.audiences
+        return self._decoded(entry)
 
-    def stale(self, key: str, now: float) -> Entry | None:
-        """The expired group for ``key`` if it is still inside its stale window."""
+    def stale(self, key: str, now: float) -> tuple[Audience, ...] | None:
+        """The audiences of the expired group ``key`` if it is inside its stale window."""
         entry = self.entries.get(key)
         window = self.config.stale_if_error
         if entry is None or entry.not_found is not None or window <= 0:
             return None
-        return entry if entry.expires <= now < entry.expires + window else None
+        if not entry.expires <= now < entry.expires + window:
+            return None
+        return self._decoded(entry)
 
     def invalidate(self, key: str) -> None:
         """Forget one group."""
-        entry = self.entries.pop(key, None)
+        entry = self.entries.get(key)
         if entry is not None:
-            self.fresh.pop(_fresh_key(entry), None)
+            self._drop(entry)
 
     def clear(self) -> None:
         """Forget every group (counters are kept)."""
         self.entries = _Entries(self, max(self.config.maxsize, 1))
         self.fresh.clear()
+        self.outside.clear()
         self.horizon = math.inf
-        self._deadlines.items.clear()
-        self._ends.items.clear()
+        self._timeline.clear()
 
     def stats(self) -> CacheStats:
         """A snapshot of the counters."""

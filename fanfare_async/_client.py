@@ -282,8 +282,9 @@ class FanfareClient:
                 audiences = fresh.pop(group_id, None)
                 if audiences is not None:
                     fresh[group_id] = audiences
-                    cache.hits += 1
-                    return [*audiences]  # a new list ([*t] skips the call that list(t) makes)
+                    if type(audiences) is tuple:  # else a body not read yet: _lookup decodes it
+                        cache.hits += 1
+                        return [*audiences]  # a new list ([*t] skips the call list(t) makes)
         return await self._lookup(canonical_group_id(group_id), use_cache)
 
     async def _lookup(

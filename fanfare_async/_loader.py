@@ -15,6 +15,7 @@ A failing tier never fails a load: each failed operation is counted in
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -163,7 +164,7 @@ class GroupLoader:
             return None
         if epoch == self._epoch():
             refresh_at = self._refresh_at(now, value.fresh_for)
-            self._cache.store(key, Entry(audiences, expires, refresh_at=refresh_at))
+            self._cache.store(key, Entry(value.body, expires, refresh_at=refresh_at))
         return Loaded(audiences)
 
     def _refresh_at(self, now: float, ttl: float) -> float:
@@ -248,10 +249,10 @@ class GroupLoader:
             await lease.abandon()
         if not _is_transient(exc):
             raise exc
-        entry = cache.stale(key, self._clock())
-        if entry is not None:
+        kept = cache.stale(key, self._clock())
+        if kept is not None:
             logger.debug("serving stale %s after %s", key, type(exc).__name__)
-            return Loaded(entry.audiences, stale=True)
+            return Loaded(kept, stale=True)
         if stale is not None and not stale.not_found and -stale.fresh_for < config.stale_if_error:
             try:
                 audiences = decode_audience_tuple(stale.body)
@@ -284,7 +285,9 @@ class GroupLoader:
             )
             if epoch == self._epoch():
                 refresh_at = self._refresh_at(arrived, ttl)
-                self._cache.store(key, Entry(audiences, arrived + ttl, refresh_at=refresh_at))
+                # Kept as the body until read again (see _cache): the caller has its own.
+                entry = Entry(response.body, arrived + ttl, refresh_at=refresh_at)
+                self._cache.store(key, entry)
         return audiences, ttl
 
 
@@ -305,11 +308,15 @@ def _is_transient(exc: FanfareError) -> bool:
     return isinstance(exc, APIError) and (exc.status_code in (408, 429) or exc.status_code >= 500)
 
 
+#: The Date header changes once a second: one parse per value seen, not per response.
+_parse_date = functools.lru_cache(maxsize=8)(parse_http_date)
+
+
 def _server_now(audiences: tuple[Audience, ...], date: str | None) -> float:
     """Server time from the Date header, else the local wall clock; only parsed when an
     audience's expiry depends on it."""
     if any(a.last_refreshed_at is not None for a in audiences):
-        server = parse_http_date(date)
+        server = _parse_date(date)
         if server is not None:
             return server
     return time.time()

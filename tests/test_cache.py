@@ -97,16 +97,18 @@ async def cached_client(
 async def test_hit_makes_no_request_and_no_decode(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:
-    """The second lookup is served from memory: same Audience objects, no request."""
+    """Later lookups are served from memory with no request; the first hit decodes what
+    was kept once, and every hit after it returns those same Audience objects."""
     group = server.group_ids[0]
     async with cached_client(server, clock) as client:
         first = await client.get_group_audiences(group)
         second = await client.get_group_audiences(group)
+        third = await client.get_group_audiences(group)
         stats = client.cache_stats
     assert server.request_count(group) == 1
-    assert second == first
-    assert all(a is b for a, b in zip(first, second, strict=True))
-    assert (stats.hits, stats.misses, stats.size) == (1, 1, 1)
+    assert first == second == third
+    assert all(a is b for a, b in zip(second, third, strict=True))
+    assert (stats.hits, stats.misses, stats.size) == (2, 1, 1)
 
 
 async def test_each_call_gets_its_own_list(server: MockFanfareServer, clock: FakeClock) -> None:
@@ -524,29 +526,112 @@ async def test_expired_groups_kept_for_stale_if_error_are_evicted_before_fresh_o
     assert server.request_count("long") == 1
 
 
-def test_freshness_deadlines_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
-    """Replacing one group many times does not pile up deadlines for the read path."""
+def _timeline_items(cache: GroupCache) -> int:
+    return sum(len(shard) for shard in cache._timeline.shards)
+
+
+def test_the_timeline_stays_bounded_when_a_group_is_stored_again_and_again() -> None:
+    """Replacing one group many times does not pile up items in the timeline."""
     clock = FakeClock()
     cache = GroupCache(CacheConfig(maxsize=10), clock=clock)
     for _ in range(1000):
         cache.store("g", Entry((), clock() + 60))
-    assert len(cache._deadlines.items) <= 2 * len(cache.fresh) + 65
+        assert _timeline_items(cache) <= 2 * len(cache.entries) + 34
     assert cache.fresh_audiences("g", clock()) == ()
     clock.advance(60)
     assert cache.fresh_audiences("g", clock()) is None
-    assert (cache.fresh, cache._deadlines.items, cache.horizon) == ({}, [], float("inf"))
+    assert (cache.fresh, _timeline_items(cache), cache.horizon) == ({}, 0, float("inf"))
 
 
-def test_ends_of_use_stay_bounded_when_a_group_is_stored_again_and_again() -> None:
-    """Replacing one group many times does not pile up the heap of when entries leave."""
+def test_entries_in_their_stale_window_stay_bounded_when_stored_again_and_again() -> None:
+    """Replacing groups inside their stale window keeps the timeline bounded and counts
+    each replaced expired entry once; a store drops what is past any use."""
     clock = FakeClock()
     cache = GroupCache(CacheConfig(maxsize=10, stale_if_error=5), clock=clock)
     for _ in range(1000):
-        cache.store("g", Entry((), clock() + 60))
-    assert len(cache._ends.items) <= 2 * len(cache.entries) + 65
+        cache.store("g", Entry((), clock() + 1))
+        clock.advance(2)  # expired, inside its stale window when replaced
+        assert _timeline_items(cache) <= 2 * len(cache.entries) + 34
+    assert cache.stats().expirations == 999
     clock.advance(65)
-    cache.store("h", Entry((), clock() + 60))  # a store drops what is past any use
-    assert (list(cache.entries), cache.stats().expirations) == (["h"], 1)
+    cache.store("h", Entry((), clock() + 60))
+    assert (list(cache.entries), cache.stats().expirations) == (["h"], 1000)
+    assert list(cache.outside) == []
+
+
+EXAMPLE_BODY = (Path(__file__).parent / "data" / "endpoint_example.json").read_bytes()
+
+
+def test_a_group_is_kept_as_its_body_until_its_first_hit_decodes_it_once() -> None:
+    """A stored body is what the cache keeps; the first hit decodes it and keeps the
+    audiences, so later hits return the very same objects."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=10), clock=clock)
+    cache.store("g", Entry(EXAMPLE_BODY, clock() + 60))
+    assert cache.fresh["g"] is EXAMPLE_BODY and cache.entries["g"].audiences is EXAMPLE_BODY
+    first = cache.fresh_audiences("g", clock())
+    assert first is not None and list(first) == decode_group_audiences(EXAMPLE_BODY)
+    kept: list[object] = [cache.fresh["g"], cache.entries["g"].audiences]
+    assert kept == [first, first] and all(value is first for value in kept)
+    assert cache.fresh_audiences("g", clock()) is first
+    assert cache.stats().hits == 2
+
+
+async def test_the_inline_hit_path_decodes_a_kept_body_through_the_slow_path(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """The client's first hit of a group stored as its body returns its audiences (not
+    the bytes) and counts one hit; the group is kept decoded from then on."""
+    group = server.group_ids[0]
+    async with cached_client(server, clock) as client:
+        fetched = await client.get_group_audiences(group)
+        assert type(client._cache.fresh[group]) is bytes
+        hit = await client.get_group_audiences(group)
+        assert hit == fetched and all(type(a).__name__ == "Audience" for a in hit)
+        assert type(client._cache.fresh[group]) is tuple
+        assert client.cache_stats.hits == 1
+
+
+def test_a_backlog_of_due_changes_never_serves_an_expired_group() -> None:
+    """When more entries expire at once than one step handles, every lookup still sees
+    exactly which are fresh, and the backlog clears over the following steps."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=1000), clock=clock)
+    for index in range(500):
+        cache.store(f"old{index}", Entry(EXAMPLE_BODY, clock() + 10))
+    cache.store("long", Entry(EXAMPLE_BODY, clock() + 100))
+    clock.advance(10)
+    for index in range(500):
+        assert cache.fresh_audiences(f"old{index}", clock()) is None
+        assert cache.fresh_audiences("long", clock()) is not None
+    assert list(cache.entries) == ["long"] and cache.stats().expirations == 500
+
+
+def test_one_step_does_a_bounded_amount_of_expiry_and_eviction() -> None:
+    """A store into a full cache evicts a small batch (16 at most), and one step
+    handles a bounded batch of due expiries, never the whole backlog at once."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=2000), clock=clock)
+    for index in range(2000):
+        cache.store(f"g{index}", Entry(EXAMPLE_BODY, clock() + 60))
+    cache.store("one-more", Entry(EXAMPLE_BODY, clock() + 60))
+    assert cache.stats().evictions == 16 and len(cache.entries) == 2000 - 15
+    assert "g0" not in cache.entries and "g15" not in cache.entries and "g16" in cache.entries
+    clock.advance(60)
+    cache.store("later", Entry(EXAMPLE_BODY, clock() + 60))
+    assert 0 < cache.stats().expirations <= 64
+
+
+def test_lru_order_holds_across_kept_bodies_and_decoded_groups() -> None:
+    """A hit on a group kept as its body makes it the most recently used: a full cache
+    evicts the group nobody read instead."""
+    clock = FakeClock()
+    cache = GroupCache(CacheConfig(maxsize=2), clock=clock)
+    cache.store("read", Entry(EXAMPLE_BODY, clock() + 60))
+    cache.store("unread", Entry(EXAMPLE_BODY, clock() + 60))
+    assert cache.fresh_audiences("read", clock()) is not None
+    cache.store("new", Entry(EXAMPLE_BODY, clock() + 60))
+    assert sorted(cache.entries) == ["new", "read"]
 
 
 def test_a_growing_cache_adds_no_object_for_the_garbage_collector() -> None:
@@ -696,11 +781,16 @@ async def test_cache_entries_are_not_tracked_by_gc(
 async def test_cached_groups_do_not_keep_their_response_body(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:
-    """Free-form JSON kept in the cache is copied out of the body (a raw view of the body
-    would keep all of it alive); a group that is only decoded still points into it."""
+    """A group not read since it arrived is kept as its body and nothing else; once read,
+    its free-form JSON is copied out of the body (a raw view of the body would keep all
+    of it alive), while a group that is only decoded still points into it."""
     group = server.group_ids[0]
     async with cached_client(server, clock) as client:
-        [*audiences] = await client.get_group_audiences(group)
+        await client.get_group_audiences(group)
+        kept = client._cache.entries[group].audiences
+        assert type(kept) is bytes and kept == server.body_for(group)
+        [*audiences] = await client.get_group_audiences(group)  # the first hit decodes
+        assert client._cache.entries[group].audiences == tuple(audiences)
 
     def raws(stored: Any) -> list[msgspec.Raw]:
         if isinstance(stored, msgspec.Raw):
@@ -734,6 +824,6 @@ async def test_cached_groups_do_not_keep_their_response_body(
     assert issues == [e.issues for a in decoded for i in a.imports for e in i.errors]
     assert any(issues), "the test double's group has import issues"
     # Cached, each free-form field is one untracked object: nothing for a collection.
-    kept = [slot(e, "issues") for a in audiences for i in a.imports for e in i.errors]
-    kept += [slot(a, "metadata") for a in audiences]
-    assert kept and not any(gc.is_tracked(value) for value in kept)
+    free_form = [slot(e, "issues") for a in audiences for i in a.imports for e in i.errors]
+    free_form += [slot(a, "metadata") for a in audiences]
+    assert free_form and not any(gc.is_tracked(value) for value in free_form)

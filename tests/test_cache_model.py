@@ -30,8 +30,9 @@ class _Kept:
 class Model:
     """What the cache must do, written the obvious way. Expired groups are kept for
     ``stale_if_error`` seconds (cached 404s are not) and dropped when an entry is
-    stored after that. A full cache evicts expired groups first (oldest stored
-    first), then fresh entries, groups and 404s alike, in exact LRU order."""
+    stored or looked up after that. A full cache evicts expired groups first (in the
+    order they expired), then fresh entries, groups and 404s alike, in exact LRU
+    order."""
 
     maxsize: int
     stale_if_error: float
@@ -66,13 +67,14 @@ class Model:
         self.kept[key] = kept
         self._expire()
 
-    def _eviction_order(self, key: int) -> tuple[bool, int]:
+    def _eviction_order(self, key: int) -> tuple[bool, float, int]:
         kept = self.kept[key]
         if kept.expires <= self.now:
-            return (False, kept.stored)
-        return (True, kept.used)
+            return (False, kept.expires, kept.stored)
+        return (True, 0.0, kept.used)
 
     def get(self, key: int) -> tuple[Audience, ...] | str | None:
+        self._expire()
         kept = self.kept.get(key)
         if kept is None or not self.now < kept.expires:
             return None
@@ -152,7 +154,7 @@ def test_cache_behaves_like_the_reference_model(
         # linger until the horizon), and none is stale while the horizon is ahead:
         # what the client's inline hit path relies on.
         by_use = sorted((v.used, k) for k, v in model.kept.items() if clock.now < v.expires)
-        held = [cache._held(k) for k in cache.fresh]  # a 404 is under (id,)
+        held = [cache.entries[k if isinstance(k, str) else k[0]] for k in cache.fresh]
         listed = [entry.key for entry in held if clock.now < entry.expires]
         assert listed == [f"g{k}" for _, k in by_use], (op, key)
         if clock.now < cache.horizon:
