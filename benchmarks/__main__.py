@@ -23,6 +23,7 @@ from . import (
     refresh,
     shared,
     soak,
+    stalls,
 )
 from ._common import FULL, QUICK, Section, Sizes, machine
 from ._report import markdown, write_json
@@ -33,6 +34,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], Section]] = {
     "instructions": instructions.run,
     "cache": cache.run,
     "memory": memory.run,
+    "stalls": stalls.run,
     "fanout": fanout.run,
     "soak": soak.run,
     "ratelimit": ratelimit.run,

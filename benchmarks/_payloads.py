@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import functools
+import random
+import time
+from datetime import datetime, timezone
+from typing import Any
 
 from fanfare_async._fake_data import encode_group, generate_group, group_ids
 
@@ -10,6 +14,10 @@ from ._common import SEED
 
 TYPICAL_AUDIENCES = 8
 LARGE_AUDIENCES = 100
+#: ``lastRefreshedAt`` of the bodies: None (the generator's null), "recent" (within the
+#: last fifth of each audience's interval) or "old" (months back, several intervals ago).
+REFRESHED = (None, "recent", "old")
+_MONTHS = 120 * 86_400.0
 
 
 @functools.cache
@@ -26,9 +34,33 @@ def large_body() -> bytes:
     return encode_group(generate_group(SEED + 1, gid, LARGE_AUDIENCES))
 
 
-def body_pool(count: int, audiences: int = TYPICAL_AUDIENCES, seed: int = SEED) -> list[bytes]:
-    """``count`` distinct typical bodies, served in turn for any id by the load servers."""
-    return [encode_group(generate_group(seed, gid, audiences)) for gid in group_ids(seed, count)]
+def body_pool(
+    count: int,
+    audiences: int = TYPICAL_AUDIENCES,
+    seed: int = SEED,
+    refreshed: str | None = None,
+) -> list[bytes]:
+    """``count`` distinct typical bodies, served in turn for any id by the load servers;
+    ``refreshed`` sets ``lastRefreshedAt`` (see ``REFRESHED``) relative to now."""
+    groups = [generate_group(seed, gid, audiences) for gid in group_ids(seed, count)]
+    if refreshed is not None:
+        rng = random.Random(seed)
+        now = time.time()
+        for group in groups:
+            for audience in group:
+                _set_last_refreshed(audience, refreshed, now, rng)
+    return [encode_group(group) for group in groups]
+
+
+def _set_last_refreshed(audience: dict[str, Any], how: str, now: float, rng: random.Random) -> None:
+    interval = audience["refreshIntervalSeconds"]
+    if interval is None:
+        return
+    back = rng.uniform(0.0, 0.2) * interval
+    if how == "old":
+        back += _MONTHS
+    when = datetime.fromtimestamp(now - back, tz=timezone.utc)
+    audience["lastRefreshedAt"] = when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def pick(pool: list[bytes], group_id: str) -> bytes:

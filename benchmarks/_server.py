@@ -55,7 +55,7 @@ async def _serve_commands(stats: Any) -> None:
 
 
 async def _minimal(args: argparse.Namespace) -> None:
-    pool = body_pool(args.pool)
+    pool = body_pool(args.pool, refreshed=args.refreshed)
     served = 0
 
     async def handle(request: web.Request) -> web.Response:
@@ -81,7 +81,7 @@ async def _minimal(args: argparse.Namespace) -> None:
 
 
 async def _mock(args: argparse.Namespace) -> None:
-    pool = body_pool(args.pool)
+    pool = body_pool(args.pool, refreshed=args.refreshed)
     faults = (Fault.error(503), Fault.drop())
     server = MockFanfareServer(
         seed=SEED,
@@ -115,6 +115,10 @@ def main() -> None:
     parser.add_argument("mode", choices=("minimal", "mock"))
     parser.add_argument("--cpu", type=int, default=None)
     parser.add_argument("--pool", type=int, default=32, help="distinct bodies to serve")
+    parser.add_argument(
+        "--refreshed", choices=("recent", "old"), default=None,
+        help="lastRefreshedAt of the bodies (default: null, as the generator makes them)",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=SEED, help="seed of the registered ids")
     parser.add_argument("--ids", type=int, default=0, help="mock: ids to register")
     parser.add_argument("--latency", type=float, default=0.0)

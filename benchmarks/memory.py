@@ -1,15 +1,19 @@
-"""Benchmark 3b: memory and gc cost of many cached groups, Structs against plain dicts.
+"""Benchmark 3b: what a full default cache holds, through the public API.
 
-Each variant fills a fresh process (``python -m benchmarks.memory VARIANT N``) with
-``N`` groups of 8 audiences decoded from a pool of distinct bodies, keyed by group id:
-``structs`` stores them in the client's own cache (``GroupCache.store``, bookkeeping
-included), ``dicts`` holds the ``json.loads`` results in a dict. It reports the RSS
-growth per group, the gc-tracked objects per group and the time of a full
-``gc.collect()``.
+Each variant runs in a fresh process (``python -m benchmarks.memory VARIANT N URL KEY``)
+against the throughput server: a client in its default configuration looks up ``N``
+distinct typical groups (8 audiences, ~23 KB of JSON) with ``iter_group_audiences``,
+dropping each result, as a bulk job or a web app's first requests do. ``fetched`` stops
+there; ``read`` then looks every group up once more (each a hit), as a web app reading
+its groups again does. ``dicts`` is the hand-written reference: ``json.loads`` results
+kept in a dict. It reports RSS growth per group, gc-tracked objects per group, and the
+time of a full ``gc.collect()`` with the cache full against the same process before it
+filled.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import statistics
@@ -17,46 +21,69 @@ import sys
 import time
 from typing import Any
 
-from ._common import Section, Sizes, rotated, run_json
+from fanfare_async._config import DEFAULT_CACHE_MAXSIZE
 
-STRUCTS = "fanfare_async cache (GroupCache.store)"
-DICTS = "json.loads dicts"
-VARIANTS = {STRUCTS: "structs", DICTS: "dicts"}
-RSS = "KB RSS/group"
+from ._common import Section, Sizes, Target, rotated, run_json
+from ._procs import ServerProcess
+
+FETCHED = "fanfare_async default cache, each group fetched once"
+READ = "fanfare_async default cache, each group fetched and read again"
+DICTS = "json.loads dicts in a dict (hand-written)"
+VARIANTS = {FETCHED: "fetched", READ: "read", DICTS: "dicts"}
+RSS = "KiB RSS/group"
 TRACKED = "gc-tracked objects/group"
-GC = "ms per gc.collect()"
-GC_EMPTY = "ms per gc.collect() before filling"
+GC = "ms per gc.collect(), cache full"
+GC_EMPTY = "ms per gc.collect(), before filling"
+GC_RATIO = "gc.collect() full / empty"
+WARMUP = 256
 
 
-def _worker(variant: str, count: int) -> dict[str, Any]:
+async def _fill(variant: str, count: int, url: str, key: str) -> dict[str, Any]:
+    import aiohttp
     import psutil
 
-    from fanfare_async._cache import Entry, GroupCache
-    from fanfare_async._config import CacheConfig
+    from fanfare_async import FanfareClient
     from fanfare_async._fake_data import group_ids
-    from fanfare_async._models import decode_audience_tuple
 
-    from ._payloads import body_pool, pick
-
-    pool = body_pool(64)
-    ids = group_ids(1, count)
-
-    cache = GroupCache(CacheConfig(maxsize=count))
-    held: dict[str, Any] = {}
+    ids = group_ids(7, WARMUP + count)
+    warm, ids = ids[:WARMUP], ids[WARMUP:]
     process = psutil.Process()
-    gc.collect()
-    rss0, objs0 = process.memory_info().rss, len(gc.get_objects())
-    empty = _gc_seconds()
-    for gid in ids:
-        body = bytes(bytearray(pick(pool, gid)))  # a fresh bytes object, as each response is
-        if variant == "structs":
-            cache.store(gid, Entry(decode_audience_tuple(body), time.monotonic() + 86_400))
-        else:
-            held[gid] = json.loads(body)
-    gc.collect()
-    rss1, objs1 = process.memory_info().rss, len(gc.get_objects())
-    full = _gc_seconds()
-    assert max(cache.stats().size, len(held)) == count
+    held: dict[str, Any] = {}
+    async with (
+        FanfareClient(key, base_url=url, rate_limit=None) as client,
+        aiohttp.ClientSession() as session,
+    ):
+        headers = {"Authorization": f"Bearer {key}"}
+
+        async def fetch_dict(gid: str) -> None:
+            async with session.get(f"{url}/audiences/groups/{gid}", headers=headers) as resp:
+                held[gid] = json.loads(await resp.read())
+
+        async def fill(batch: list[str]) -> None:
+            if variant == "dicts":
+                for start in range(0, len(batch), 64):
+                    await asyncio.gather(*(fetch_dict(g) for g in batch[start : start + 64]))
+                return
+            async for _gid, result in client.iter_group_audiences(batch, concurrency=64):
+                if isinstance(result, Exception):
+                    raise result
+            if variant == "read":
+                for gid in batch:
+                    await client.get_group_audiences(gid)
+
+        await fill(warm)  # connections, buffers and the cache's own structures grown once
+        await client.clear_cache()
+        held.clear()
+        gc.collect()
+        rss0, objs0 = process.memory_info().rss, len(gc.get_objects())
+        empty = _gc_seconds()
+        await fill(ids)
+        gc.collect()
+        rss1, objs1 = process.memory_info().rss, len(gc.get_objects())
+        full = _gc_seconds()
+        size = len(held) if variant == "dicts" else client.cache_stats.size
+    if size != count:
+        raise RuntimeError(f"{variant}: {size} groups kept, expected {count}")
     return {
         "rss_per_group": (rss1 - rss0) / count,
         "tracked_per_group": (objs1 - objs0) / count,
@@ -67,7 +94,7 @@ def _worker(variant: str, count: int) -> dict[str, Any]:
 
 def _gc_seconds() -> float:
     times = []
-    for _ in range(3):
+    for _ in range(5):
         start = time.perf_counter()
         gc.collect()
         times.append(time.perf_counter() - start)
@@ -76,28 +103,48 @@ def _gc_seconds() -> float:
 
 def run(sizes: Sizes) -> Section:
     section = Section("memory")
-    n = sizes.memory_groups
-    case = f"{n} cached groups of 8 audiences"
-    for round_no in range(sizes.memory_rounds):
-        for name in rotated(list(VARIANTS), round_no):
-            report = run_json(["-m", "benchmarks.memory", VARIANTS[name], str(n)], timeout=900)
-            section.row(case, name, RSS, reference=DICTS).samples.append(
-                report["rss_per_group"] / 1024
-            )
-            section.row(case, name, TRACKED, reference=DICTS).samples.append(
-                report["tracked_per_group"]
-            )
-            section.row(case, name, GC, reference=DICTS).samples.append(report["gc_seconds"] * 1e3)
-            section.row(case, name, GC_EMPTY).samples.append(report["gc_seconds_empty"] * 1e3)
+    n = min(sizes.memory_groups, DEFAULT_CACHE_MAXSIZE)
+    case = f"{n} cached typical groups (8 audiences, ~23 KB of JSON each)"
+    with ServerProcess("minimal", "--pool", "64") as server:
+        for round_no in range(sizes.memory_rounds):
+            for name in rotated(list(VARIANTS), round_no):
+                argv = ["-m", "benchmarks.memory", VARIANTS[name], str(n)]
+                report = run_json([*argv, server.url, server.secret_key], timeout=900)
+                per_group = report["rss_per_group"] / 1024
+                section.row(case, name, RSS, reference=DICTS).samples.append(per_group)
+                section.row(case, name, TRACKED).samples.append(report["tracked_per_group"])
+                full, empty = report["gc_seconds"] * 1e3, report["gc_seconds_empty"] * 1e3
+                section.row(case, name, GC).samples.append(full)
+                section.row(case, name, GC_EMPTY).samples.append(empty)
+                section.row(case, name, GC_RATIO).samples.append(full / empty)
     section.pair_ratios()
+    for name in (FETCHED, READ):
+        kib = section.find(case, name, RSS).median
+        section.targets.append(
+            Target(
+                f"memory, {name}: <= 28 KiB per cached typical group",
+                f"{kib:.1f} KiB ({kib * DEFAULT_CACHE_MAXSIZE / 1024:.0f} MiB for a full "
+                "default cache)",
+                kib <= 28.0,
+            )
+        )
+        ratio = section.find(case, name, GC_RATIO).median
+        section.targets.append(
+            Target(
+                f"memory, {name}: gc.collect() with the cache full <= empty + 10 %",
+                f"{ratio:.2f}x",
+                ratio <= 1.10,
+            )
+        )
     section.notes.append(
-        "memory: each variant in a fresh process; bodies copied from a pool of 64 distinct "
-        "typical groups into a fresh bytes object per group (as responses arrive), decoded and "
-        "stored through the client's GroupCache (its cachetools store, dict and heaps "
-        "counted); RSS from psutil after gc.collect()."
+        "memory: each variant in a fresh process against the throughput server (64 distinct "
+        "typical bodies); the client in its default configuration (rate_limit=None); "
+        f"{WARMUP} warm-up lookups first, then clear_cache(); RSS from psutil after "
+        "gc.collect(), before and after the fill; gc.collect() the median of 5."
     )
     return section
 
 
 if __name__ == "__main__":
-    sys.stdout.write(json.dumps(_worker(sys.argv[1], int(sys.argv[2]))) + "\n")
+    variant, count, url, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    sys.stdout.write(json.dumps(asyncio.run(_fill(variant, count, url, key))) + "\n")
