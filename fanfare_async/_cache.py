@@ -120,6 +120,16 @@ class _Entries(Cache[str, Entry]):
         return victims[0].key, victims[0]
 
 
+class _Due(msgspec.Struct, order=True, gc=False):
+    """A timeline item: ordered by time, then store stamp. A struct the collector never
+    tracks (a tuple is tracked until a collection looks at it, and a full cache keeps
+    one item per entry)."""
+
+    when: float
+    used: int
+    key: str
+
+
 class _Timeline:
     """The time of each entry's next state change, as items (time, the entry's store
     stamp, its id), split by id over shards, each a heap.
@@ -132,12 +142,12 @@ class _Timeline:
     """
 
     def __init__(self, current: Callable[[str, int], bool]) -> None:
-        self.shards: list[list[tuple[float, int, str]]] = [[] for _ in range(_SHARDS)]
+        self.shards: list[list[_Due]] = [[] for _ in range(_SHARDS)]
         self._stale = [0] * _SHARDS  # items of entries let go, per shard
         self._current = current
 
     def add(self, when: float, used: int, key: str) -> None:
-        heapq.heappush(self.shards[hash(key) & (_SHARDS - 1)], (when, used, key))
+        heapq.heappush(self.shards[hash(key) & (_SHARDS - 1)], _Due(when, used, key))
 
     def let_go(self, key: str) -> None:
         """The entry of ``key`` left before its item came up."""
@@ -146,20 +156,20 @@ class _Timeline:
         shard = self.shards[index]
         if 2 * self._stale[index] > len(shard) + 32:
             current = self._current
-            shard[:] = [item for item in shard if current(item[2], item[1])]
+            shard[:] = [item for item in shard if current(item.key, item.used)]
             heapq.heapify(shard)
             self._stale[index] = 0
 
     def pop_due(self, now: float) -> tuple[int, str] | None:
         """Take out the soonest item if its time is at or before ``now``: (stamp, id)."""
-        soonest: list[tuple[float, int, str]] | None = None
+        soonest: list[_Due] | None = None
         for shard in self.shards:
-            if shard and (soonest is None or shard[0][0] < soonest[0][0]):
+            if shard and (soonest is None or shard[0].when < soonest[0].when):
                 soonest = shard
-        if soonest is None or soonest[0][0] > now:
+        if soonest is None or soonest[0].when > now:
             return None
-        _, used, key = heapq.heappop(soonest)
-        return used, key
+        item = heapq.heappop(soonest)
+        return item.used, item.key
 
     def skipped(self, key: str) -> None:
         """An item taken out was of an entry let go: one fewer to clear out."""
@@ -168,7 +178,7 @@ class _Timeline:
             self._stale[index] -= 1
 
     def soonest(self) -> float:
-        return min((shard[0][0] for shard in self.shards if shard), default=math.inf)
+        return min((shard[0].when for shard in self.shards if shard), default=math.inf)
 
     def clear(self) -> None:
         for shard in self.shards:
