@@ -43,7 +43,6 @@ SHARE = {HTTPX: 4}
 CPU = "client CPU µs/req"
 RATE = "req/s"
 GC = "client GC µs/req"
-RSS = "client peak RSS MB"
 CONCURRENCY = 64
 
 
@@ -78,7 +77,6 @@ def _measure(
     section.row(case, name, CPU, reference=FLOOR).samples.append(cpu_us)
     section.row(case, name, RATE, reference=FLOOR).samples.append(report["n"] / report["wall"])
     section.row(case, name, GC).samples.append(report["gc_seconds"] / report["n"] * 1e6)
-    section.row(case, name, RSS).samples.append(report["maxrss_mb"])
 
 
 def run(sizes: Sizes) -> Section:
