@@ -31,10 +31,12 @@ SMALL, LARGE = 300, 1300
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
 
-def _instructions(server: ServerProcess, contender: str, count: int) -> int:
+def _instructions(server: ServerProcess, contender: tuple[str, int], count: int) -> int:
+    """Instructions of one load-generator run (``contender``: generator, cache_maxsize)."""
+    generator, cache_maxsize = contender
     argv = loadgen_argv(
-        contender, server, seed=SEED, count=count, concurrency=CONCURRENCY, cpu=0,
-        warmup=100, cache_maxsize=0, loop="asyncio",
+        generator, server, seed=SEED, count=count, concurrency=CONCURRENCY, cpu=0,
+        warmup=100, cache_maxsize=cache_maxsize, loop="asyncio",
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -44,7 +46,7 @@ def _instructions(server: ServerProcess, contender: str, count: int) -> int:
         )  # fmt: skip
     match = _COLLECTED.search(proc.stderr)
     if proc.returncode != 0 or match is None:
-        raise RuntimeError(f"callgrind run of {contender} failed:\n{proc.stderr[-2000:]}")
+        raise RuntimeError(f"callgrind run of {generator} failed:\n{proc.stderr[-2000:]}")
     return int(match.group(1))
 
 

@@ -63,7 +63,7 @@ class _CallbackTimer:
             if not timer.gc_in_callback and took > timer.longest_without_gc:
                 timer.longest_without_gc = took
 
-        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign]
+        asyncio.events.Handle._run = timed_run  # type: ignore[method-assign,assignment]
         gc.callbacks.append(self._on_gc)
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
