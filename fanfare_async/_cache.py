@@ -256,8 +256,7 @@ class GroupCache:
             if entry is None:
                 timeline.skipped(key)
                 continue
-            if not now < _leaves_fresh(entry):
-                self.fresh.pop(_fresh_key(entry), None)
+            self.fresh.pop(_fresh_key(entry), None)  # any item due means it left fresh
             end = self._end_of_use(entry)
             if now < end:
                 self.outside[key] = None
@@ -327,9 +326,8 @@ class GroupCache:
         entries = self.entries
         victims = [entries[key] for key in itertools.islice(self.outside, batch)]
         if len(victims) < batch:
-            held = self.entries.__getitem__
             for key in itertools.islice(self.fresh, batch - len(victims)):
-                victims.append(held(key if type(key) is str else key[0]))
+                victims.append(entries[key if type(key) is str else key[0]])
         for entry in victims:
             self._drop(entry)
         self.evictions += len(victims)

@@ -18,6 +18,7 @@ from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 
 from fanfare_async import (
+    Audience,
     FanfareClient,
     FanfareClientClosedError,
     NotFoundError,
@@ -94,7 +95,7 @@ async def cached_client(
         yield client
 
 
-async def test_hit_makes_no_request_and_no_decode(
+async def test_hits_make_no_request_and_decode_at_most_once(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:
     """Later lookups are served from memory with no request; the first hit decodes what
@@ -587,7 +588,7 @@ async def test_the_inline_hit_path_decodes_a_kept_body_through_the_slow_path(
         fetched = await client.get_group_audiences(group)
         assert type(client._cache.fresh[group]) is bytes
         hit = await client.get_group_audiences(group)
-        assert hit == fetched and all(type(a).__name__ == "Audience" for a in hit)
+        assert hit == fetched and all(isinstance(a, Audience) for a in hit)
         assert type(client._cache.fresh[group]) is tuple
         assert client.cache_stats.hits == 1
 
