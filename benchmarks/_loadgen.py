@@ -34,6 +34,7 @@ from typing import Any
 from fanfare_async._fake_data import group_ids
 
 from ._common import pin
+from ._looptimer import CallbackTimer
 
 Runner = Callable[[list[str]], Awaitable[Counter[str]]]
 
@@ -191,6 +192,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     warm, ids = every[: args.warmup], every[args.warmup :]
     report: dict[str, Any] = {}
     gc_timer = _GcTimer()
+    callbacks = CallbackTimer() if args.time_callbacks else None
 
     async def measure(make_runner: Any, bulk: Any = None) -> None:
         errors: Counter[str] = Counter()
@@ -211,6 +213,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             await asyncio.sleep(max(0.0, args.start_at - time.time()))
         gc.collect()
         gc_timer.reset()
+        if callbacks is not None:
+            callbacks.on = True
         ru0 = resource.getrusage(resource.RUSAGE_SELF)
         report["t0_unix"] = time.time()
         t0 = time.perf_counter()
@@ -221,6 +225,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             report["escaped"] = repr(exc)
         wall = time.perf_counter() - t0
         ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        if callbacks is not None:
+            callbacks.on = False
+            report["callbacks"] = callbacks.report()
         report.update(
             n=len(ids),
             wall=wall,
@@ -260,6 +267,10 @@ def main() -> None:
     parser.add_argument("--rate-limit", default="", help="REQUESTS/PERIOD, e.g. 100/5")
     parser.add_argument("--start-at", type=float, default=0.0, help="Unix time to start at")
     parser.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")
+    parser.add_argument(
+        "--time-callbacks", action="store_true",
+        help="time every loop callback and collection in the timed part (asyncio only)",
+    )  # fmt: skip
     parser.add_argument("--cpu", type=int, default=None)
     args = parser.parse_args()
     pin(args.cpu)
