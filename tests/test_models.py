@@ -359,19 +359,73 @@ def test_repr_shows_json_values_and_omits_defaults() -> None:
 
 
 def test_free_form_json_adds_no_tracked_objects() -> None:
-    """After one collection a decoded group holds nothing the garbage collector tracks."""
+    """A free-form object is kept as one raw JSON text, which the collector neither
+    tracks nor counts (a dict would be a container it counts as it is made); after one
+    collection the group holds nothing tracked."""
     data = example()
     data[0]["metadata"] = {"owner": {"team": "crm"}, "tags": ["q4", {"x": 1}]}
     [audience] = decode_group_audiences(encode(data))
-    gc.collect()
     stored = msgspec.structs.astuple(audience)
     metadata = stored[audience.__struct_fields__.index("metadata")]
-    assert isinstance(metadata, dict)
-    assert not gc.is_tracked(metadata)
+    assert type(metadata) is msgspec.Raw and not gc.is_tracked(metadata)
     [error] = audience.imports[0].errors
     issues = msgspec.structs.astuple(error)[error.__struct_fields__.index("issues")]
+    assert audience.metadata == data[0]["metadata"]
+    assert error.issues == data[0]["imports"][0]["errors"][0]["issues"]
+    gc.collect()
     assert not gc.is_tracked(issues)
     assert not gc.is_tracked(audience.imports)
+
+
+@pytest.mark.parametrize(
+    ("value", "got"),
+    [([1], "array"), ("x", "str"), (5, "int"), (-1.5, "float"), (True, "bool")],
+)
+def test_free_form_values_of_the_wrong_kind_are_named(value: Any, got: str) -> None:
+    """metadata and sourceData must be objects or null, issues an array: any other kind
+    raises FanfareDecodeError naming its path and the kind it found."""
+    for field, path in (
+        ("metadata", "$[1].metadata"),
+        ("sourceData", "$[1].primarySyncSource.sourceData"),
+        ("issues", "$[1].imports[0].errors[0].issues"),
+    ):
+        data = example()
+        data.append(example()[0])
+        target = data[1]
+        if field == "sourceData":
+            target = target["primarySyncSource"]
+        elif field == "issues":
+            target = target["imports"][0]["errors"][0]
+        target[field] = value
+        if field == "issues" and got == "array":
+            target[field] = {"an": "object"}
+        with pytest.raises(FanfareDecodeError) as info:
+            decode_group_audiences(encode(data))
+        assert info.value.path == path
+        found = "object" if field == "issues" and got == "array" else got
+        assert f"got `{found}`" in str(info.value)
+
+
+def test_free_form_null_and_whitespace() -> None:
+    """An explicit null is None, like an absent value; whitespace around a value does not
+    change its kind; issues may not be null."""
+    data = example()
+    data[0]["metadata"] = None
+    data[0]["primarySyncSource"]["sourceData"] = None
+    [audience] = decode_group_audiences(encode(data))
+    assert audience.metadata is None
+    assert audience.primary_sync_source is not None
+    assert audience.primary_sync_source.source_data is None
+    spaced = encode(example()).replace(b'"metadata":', b'"metadata":  \n\t ')
+    assert spaced != encode(example())
+    [audience] = decode_group_audiences(spaced)
+    assert audience.metadata == example()[0]["metadata"]
+    data = example()
+    data[0]["imports"][0]["errors"][0]["issues"] = None
+    with pytest.raises(FanfareDecodeError) as info:
+        decode_group_audiences(encode(data))
+    assert info.value.path == "$[0].imports[0].errors[0].issues"
+    assert "got `null`" in str(info.value)
 
 
 def test_unknown_enum_values_are_remembered_up_to_a_bound() -> None:
