@@ -24,11 +24,11 @@ from typing import Any
 
 from aiohttp import web
 
-from fanfare_async._fake_data import group_ids
+from fanfare_async._fake_data import encode_group, generate_group, group_ids
 from fanfare_async.testing import Fault, MockFanfareServer
 
 from ._common import SEED, pin
-from ._payloads import body_pool, pick
+from ._payloads import TYPICAL_AUDIENCES, body_pool, pick
 
 SECRET = "sk_test_benchmarks000000000000000000"
 _PREFIX = "/api/audiences/groups/"
@@ -56,6 +56,7 @@ async def _serve_commands(stats: Any) -> None:
 
 async def _minimal(args: argparse.Namespace) -> None:
     pool = body_pool(args.pool, refreshed=args.refreshed)
+    own: dict[str, bytes] = {}  # --per-id: each id's body, made on its first request
     served = 0
 
     async def handle(request: web.Request) -> web.Response:
@@ -63,7 +64,13 @@ async def _minimal(args: argparse.Namespace) -> None:
         if not request.headers.get("Authorization"):
             return web.json_response({"error": "Authentication required"}, status=401)
         served += 1
-        body = pick(pool, request.match_info["gid"])
+        gid = request.match_info["gid"]
+        if args.per_id:
+            body = own.get(gid)
+            if body is None:
+                body = own[gid] = encode_group(generate_group(args.seed, gid, TYPICAL_AUDIENCES))
+        else:
+            body = pick(pool, gid)
         return web.Response(body=body, content_type="application/json")
 
     app = web.Application()
@@ -115,6 +122,10 @@ def main() -> None:
     parser.add_argument("mode", choices=("minimal", "mock"))
     parser.add_argument("--cpu", type=int, default=None)
     parser.add_argument("--pool", type=int, default=32, help="distinct bodies to serve")
+    parser.add_argument(
+        "--per-id", action="store_true",
+        help="minimal: a typical body of each id's own (no two ids share a string)",
+    )  # fmt: skip
     parser.add_argument(
         "--refreshed", choices=("recent", "old"), default=None,
         help="lastRefreshedAt of the bodies (default: null, as the generator makes them)",

@@ -42,7 +42,7 @@ from cachetools import Cache
 
 from ._config import CacheConfig
 from ._exceptions import NotFoundError
-from ._models import Audience, decode_audience_tuple, detach_free_form
+from ._models import Audience, decode_audience_tuple, prepare_to_keep
 
 Clock = Callable[[], float]
 #: What is kept for a group: its audiences, or (not read since it arrived) its body.
@@ -313,7 +313,7 @@ class GroupCache:
         if isinstance(kept, tuple):
             return kept
         audiences = decode_audience_tuple(kept)
-        detach_free_form(audiences)
+        prepare_to_keep(audiences)
         entry.audiences = audiences
         return audiences
 

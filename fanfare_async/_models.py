@@ -18,9 +18,10 @@ from __future__ import annotations
 import enum
 import functools
 import re
+import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Union
+from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
 
 import msgspec
 
@@ -289,20 +290,64 @@ _SOURCE_DATA = _read_through(SyncSource, "source_data")
 _METADATA = _read_through(Audience, "metadata")
 
 
-def detach_free_form(audiences: tuple[Audience, ...]) -> None:
-    """Copy the raw free-form JSON of freshly decoded audiences out of the response
-    body, so that keeping them (in the cache) does not keep the whole body alive.
+def prepare_to_keep(audiences: tuple[Audience, ...]) -> None:
+    """Make freshly decoded audiences cheap to keep (in the cache), in place; only for
+    audiences nobody else holds yet.
 
-    Each value becomes a copy of its raw JSON text. Only for audiences nobody else
-    holds yet: it replaces the stored values in place.
+    Their free-form JSON is copied out of the response body (a raw view of it would
+    keep the whole body alive), and every string is replaced by its interned copy
+    (``sys.intern``), so that a value repeated within a group (organization, group and
+    user ids, ``createdBy``) or across the groups kept (an organization's ids) is held
+    once. Interned strings are freed with their last holder, like any other.
     """
+    intern = sys.intern
     for audience in audiences:
+        _intern_fields(audience, _AUDIENCE_STRINGS, intern)
         _detach(_METADATA, audience)
-        if audience.primary_sync_source is not None:
-            _detach(_SOURCE_DATA, audience.primary_sync_source)
+        source = audience.primary_sync_source
+        if source is not None:
+            _intern_fields(source, _SYNC_SOURCE_STRINGS, intern)
+            _detach(_SOURCE_DATA, source)
         for item in audience.imports:
+            _intern_fields(item, _IMPORT_STRINGS, intern)
             for error in item.errors:
                 _detach(_ISSUES, error)
+        for rule in audience.rules:
+            _intern_fields(rule, _RULE_STRINGS, intern)
+            values = rule.values
+            if any(type(value) is str for value in values):
+                shared = tuple(intern(v) if type(v) is str else v for v in values)
+                _force_setattr(rule, "values", shared)
+
+
+_force_setattr = msgspec.structs.force_setattr
+
+
+def _string_fields(cls: type[_Model]) -> tuple[str, ...]:
+    """The attributes of ``cls`` that hold a plain ``str`` (or None)."""
+    names = []
+    for info in msgspec.structs.fields(cls):
+        kind = info.type
+        if get_origin(kind) is Annotated:
+            kind = get_args(kind)[0]
+        if kind is str or kind == (str | None):
+            names.append(info.name)
+    return tuple(names)
+
+
+def _intern_fields(owner: _Model, names: tuple[str, ...], intern: Callable[[str], str]) -> None:
+    for name in names:
+        value = getattr(owner, name)
+        if type(value) is str:
+            shared = intern(value)
+            if shared is not value:
+                _force_setattr(owner, name, shared)
+
+
+_AUDIENCE_STRINGS = _string_fields(Audience)
+_SYNC_SOURCE_STRINGS = _string_fields(SyncSource)
+_IMPORT_STRINGS = _string_fields(AudienceImport)
+_RULE_STRINGS = _string_fields(AudienceRule)
 
 
 def _detach(slot: _SlotAccess, owner: _Model) -> None:

@@ -779,6 +779,41 @@ async def test_cache_entries_are_not_tracked_by_gc(
         assert kept.status_code == raised.value.status_code == 404
 
 
+async def test_groups_read_again_hold_each_string_once(
+    server: MockFanfareServer, clock: FakeClock
+) -> None:
+    """A group kept decoded (read again) holds one copy of each string value, shared
+    within the group and with the other groups kept (an organization's ids), while what
+    a caller got from the lookup that fetched it keeps the decoder's own copies."""
+    first, second = server.group_ids[:2]
+    async with cached_client(server, clock) as client:
+        fetched = await client.get_group_audiences(first)
+        await client.get_group_audiences(second)
+        kept = await client.get_group_audiences(first)  # the first hit decodes
+        other = await client.get_group_audiences(second)
+    assert kept == fetched
+
+    def strings(audiences: list[Audience]) -> list[str]:
+        found: list[str] = []
+        for audience in audiences:
+            found += [audience.id, audience.name, audience.organization_id, audience.created_by]
+            found += [rule.field for rule in audience.rules]
+            found += [v for rule in audience.rules for v in rule.values if type(v) is str]
+            found += [item.organization_id or "" for item in audience.imports]
+            if audience.primary_sync_source is not None:
+                found.append(audience.primary_sync_source.organization_id or "")
+        return [value for value in found if value]
+
+    def copies(values: list[str]) -> int:
+        return len({id(value) for value in values}) - len(set(values))
+
+    assert copies(strings(fetched)) > 0, "the test double's group repeats values"
+    assert copies(strings(kept)) == 0
+    assert copies(strings(kept) + strings(other)) == 0
+    organizations = {a.organization_id for a in kept} & {a.organization_id for a in other}
+    assert organizations, "the two groups share an organization"
+
+
 async def test_cached_groups_do_not_keep_their_response_body(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:
