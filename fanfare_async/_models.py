@@ -21,7 +21,7 @@ import re
 import sys
 from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Union
 
 import msgspec
 
@@ -295,10 +295,10 @@ def prepare_to_keep(audiences: tuple[Audience, ...]) -> None:
     audiences nobody else holds yet.
 
     Their free-form JSON is copied out of the response body (a raw view of it would
-    keep the whole body alive), and every string is replaced by its interned copy
-    (``sys.intern``), so that a value repeated within a group (organization, group and
-    user ids, ``createdBy``) or across the groups kept (an organization's ids) is held
-    once. Interned strings are freed with their last holder, like any other.
+    keep the whole body alive), and the strings that recur (organization, group,
+    audience and user ids, rule fields and values) are replaced by their interned
+    copies (``sys.intern``), so that a value repeated within a group or across the
+    groups kept is held once. Interned strings are freed with their last holder.
     """
     intern = sys.intern
     for audience in audiences:
@@ -323,18 +323,6 @@ def prepare_to_keep(audiences: tuple[Audience, ...]) -> None:
 _force_setattr = msgspec.structs.force_setattr
 
 
-def _string_fields(cls: type[_Model]) -> tuple[str, ...]:
-    """The attributes of ``cls`` that hold a plain ``str`` (or None)."""
-    names = []
-    for info in msgspec.structs.fields(cls):
-        kind = info.type
-        if get_origin(kind) is Annotated:
-            kind = get_args(kind)[0]
-        if kind is str or kind == (str | None):
-            names.append(info.name)
-    return tuple(names)
-
-
 def _intern_fields(owner: _Model, names: tuple[str, ...], intern: Callable[[str], str]) -> None:
     for name in names:
         value = getattr(owner, name)
@@ -344,10 +332,17 @@ def _intern_fields(owner: _Model, names: tuple[str, ...], intern: Callable[[str]
                 _force_setattr(owner, name, shared)
 
 
-_AUDIENCE_STRINGS = _string_fields(Audience)
-_SYNC_SOURCE_STRINGS = _string_fields(SyncSource)
-_IMPORT_STRINGS = _string_fields(AudienceImport)
-_RULE_STRINGS = _string_fields(AudienceRule)
+#: The string fields whose values recur within a group or across an organization's
+#: groups (its id, the group's, the users', an audience's id in its rules and imports);
+#: names, descriptions and the other ids are unique to their record, and interning them
+#: would only cost time.
+_AUDIENCE_STRINGS = (
+    "id", "organization_id", "group_id", "group_name", "created_by", "updated_by",
+    "primary_source_vendor",
+)  # fmt: skip
+_SYNC_SOURCE_STRINGS = ("organization_id", "sync_source", "created_by", "updated_by")
+_IMPORT_STRINGS = ("audience_id", "organization_id", "created_by", "updated_by")
+_RULE_STRINGS = ("audience_id", "organization_id", "group_id", "field")
 
 
 def _detach(slot: _SlotAccess, owner: _Model) -> None:

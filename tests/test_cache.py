@@ -782,9 +782,10 @@ async def test_cache_entries_are_not_tracked_by_gc(
 async def test_groups_read_again_hold_each_string_once(
     server: MockFanfareServer, clock: FakeClock
 ) -> None:
-    """A group kept decoded (read again) holds one copy of each string value, shared
-    within the group and with the other groups kept (an organization's ids), while what
-    a caller got from the lookup that fetched it keeps the decoder's own copies."""
+    """A group kept decoded (read again) holds one copy of each recurring string value
+    (organization, group, audience and user ids, rule fields and values), shared within
+    the group and with the other groups kept, while what a caller got from the lookup
+    that fetched it keeps the decoder's own copies."""
     first, second = server.group_ids[:2]
     async with cached_client(server, clock) as client:
         fetched = await client.get_group_audiences(first)
@@ -796,12 +797,17 @@ async def test_groups_read_again_hold_each_string_once(
     def strings(audiences: list[Audience]) -> list[str]:
         found: list[str] = []
         for audience in audiences:
-            found += [audience.id, audience.name, audience.organization_id, audience.created_by]
-            found += [rule.field for rule in audience.rules]
-            found += [v for rule in audience.rules for v in rule.values if type(v) is str]
-            found += [item.organization_id or "" for item in audience.imports]
-            if audience.primary_sync_source is not None:
-                found.append(audience.primary_sync_source.organization_id or "")
+            found += [audience.id, audience.organization_id, audience.created_by]
+            found += [audience.group_id or "", audience.updated_by or ""]
+            for rule in audience.rules:
+                found += [rule.field, rule.audience_id or "", rule.organization_id or ""]
+                found += [v for v in rule.values if type(v) is str]
+            for item in audience.imports:
+                found += [item.audience_id or "", item.organization_id or ""]
+                found += [item.created_by or "", item.updated_by or ""]
+            source = audience.primary_sync_source
+            if source is not None:
+                found += [source.organization_id or "", source.created_by or ""]
         return [value for value in found if value]
 
     def copies(values: list[str]) -> int:
