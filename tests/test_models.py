@@ -377,33 +377,32 @@ def test_free_form_json_adds_no_tracked_objects() -> None:
     assert not gc.is_tracked(audience.imports)
 
 
-@pytest.mark.parametrize(
-    ("value", "got"),
-    [([1], "array"), ("x", "str"), (5, "int"), (-1.5, "float"), (True, "bool")],
-)
-def test_free_form_values_of_the_wrong_kind_are_named(value: Any, got: str) -> None:
+_FREE_FORM_WRONG_KINDS = [
+    (field, value, got)
+    for field in ("metadata", "sourceData")
+    for value, got in (([1], "array"), ("x", "str"), (5, "int"), (-1.5, "float"), (True, "bool"))
+] + [("issues", value, got) for value, got in (({"an": "object"}, "object"), (5, "int"))]
+
+
+@pytest.mark.parametrize(("field", "value", "got"), _FREE_FORM_WRONG_KINDS)
+def test_free_form_values_of_the_wrong_kind_are_named(field: str, value: Any, got: str) -> None:
     """metadata and sourceData must be objects or null, issues an array: any other kind
     raises FanfareDecodeError naming its path and the kind it found."""
-    for field, path in (
-        ("metadata", "$[1].metadata"),
-        ("sourceData", "$[1].primarySyncSource.sourceData"),
-        ("issues", "$[1].imports[0].errors[0].issues"),
-    ):
-        data = example()
-        data.append(example()[0])
-        target = data[1]
-        if field == "sourceData":
-            target = target["primarySyncSource"]
-        elif field == "issues":
-            target = target["imports"][0]["errors"][0]
-        target[field] = value
-        if field == "issues" and got == "array":
-            target[field] = {"an": "object"}
-        with pytest.raises(FanfareDecodeError) as info:
-            decode_group_audiences(encode(data))
-        assert info.value.path == path
-        found = "object" if field == "issues" and got == "array" else got
-        assert f"got `{found}`" in str(info.value)
+    data = example()
+    data.append(example()[0])
+    target = data[1]
+    path = f"$[1].{field}"
+    if field == "sourceData":
+        target = target["primarySyncSource"]
+        path = "$[1].primarySyncSource.sourceData"
+    elif field == "issues":
+        target = target["imports"][0]["errors"][0]
+        path = "$[1].imports[0].errors[0].issues"
+    target[field] = value
+    with pytest.raises(FanfareDecodeError) as info:
+        decode_group_audiences(encode(data))
+    assert info.value.path == path
+    assert f"got `{got}`" in str(info.value)
 
 
 def test_free_form_null_and_whitespace() -> None:
